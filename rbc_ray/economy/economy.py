@@ -1,0 +1,70 @@
+"""Economy: the stateful handle on the batched model (config + params + state + its own RNG).
+
+Training code, the RLlib adapter and the bench all drive the model through this class; the maths
+lives in the pure functions of step.py and observe.py.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .actions import Actions, action_nvec, check_actions
+from .config import EconomyConfig
+from .observe import Observation, observe
+from .state import Params, State, initial_state
+from .step import StepResult, step
+
+
+class Economy:
+    """n_envs independent replicas of one economy on one torch device."""
+
+    def __init__(self, cfg: EconomyConfig, n_envs: int = 1, device: str | torch.device = "cpu",
+                 seed: int | None = None) -> None:
+        if not isinstance(cfg, EconomyConfig):
+            raise TypeError(f"cfg must be an EconomyConfig, got {type(cfg).__name__}")
+        if not isinstance(n_envs, int) or isinstance(n_envs, bool) or n_envs <= 0:
+            raise ValueError(f"n_envs={n_envs!r}: must be a positive int")
+        self.cfg = cfg
+        self.n_envs = n_envs
+        self.params = Params.build(cfg, device)
+        self.device = self.params.device
+        self.generator = torch.Generator(device=self.device)
+        self.state: State = initial_state(self.params, n_envs)
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None, theta_factor: float = 1.0) -> Observation:
+        """Every replica back to the initial state; reseeds the shock RNG when a seed is given."""
+        if seed is not None:
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise ValueError(f"seed={seed!r}: must be an int")
+            self.generator.manual_seed(seed)
+        self.state = initial_state(self.params, self.n_envs, theta_factor)
+        return observe(self.params, self.state)
+
+    def step(self, actions: Actions, validate: bool = True) -> StepResult:
+        """Advance every replica one step; `validate=False` skips the range check (trusted samplers)."""
+        if validate:
+            check_actions(self.cfg, actions, self.n_envs)
+        noise = None
+        if self.cfg.tfp_sigma > 0.0:
+            noise = torch.randn(self.n_envs, generator=self.generator, device=self.device,
+                                dtype=self.params.dtype)
+        self.state, result = step(self.params, self.state, actions, noise)
+        return result
+
+    def observe(self) -> Observation:
+        return observe(self.params, self.state)
+
+    def random_actions(self, generator: torch.Generator | None = None) -> Actions:
+        """Uniformly random valid actions for every agent (a baseline policy and a test helper)."""
+        gen = generator or self.generator
+        nvec = action_nvec(self.cfg)
+        e, n, f = self.n_envs, self.cfg.n_consumers, self.cfg.n_firms
+
+        def draw(kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+            high = torch.tensor(nvec[kind], device=self.device, dtype=torch.float32)
+            u = torch.rand(*shape, len(nvec[kind]), generator=gen, device=self.device)
+            return (u * high).long().clamp(max=high.long() - 1)
+
+        return Actions(consumer=draw("consumer", (e, n)), firm=draw("firm", (e, f)),
+                       government=draw("government", (e,)))

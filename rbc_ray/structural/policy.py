@@ -1,0 +1,37 @@
+"""Policy tables monotone along the price axis: first value + cumulative increments.
+
+A table of values v[..., K] (K price nodes on the last axis) is stored as `first` = v[..., :1] and
+`incr` = diff(v) along K. The sign of `incr` is projected after every optimiser step, so v is
+monotone in the price by construction; values are clipped to bounds at the same time.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def to_params(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, incr) leaf tensors from a value table [..., K]."""
+    first = values[..., :1].clone().requires_grad_(True)
+    incr = torch.diff(values, dim=-1).clone().requires_grad_(True)
+    return first, incr
+
+
+def to_values(first: torch.Tensor, incr: torch.Tensor) -> torch.Tensor:
+    """Value table [..., K] = first + cumsum of increments (differentiable)."""
+    return torch.cumsum(torch.cat([first, incr], dim=-1), dim=-1)
+
+
+@torch.no_grad()
+def project(first: torch.Tensor, incr: torch.Tensor, lo: float, hi: float, decreasing: bool) -> None:
+    """In place: values clipped to [lo, hi] and made monotone (non-increasing if `decreasing`)."""
+    v = to_values(first, incr).clamp(lo, hi)
+    v = torch.cummin(v, dim=-1).values if decreasing else torch.cummax(v, dim=-1).values
+    first.copy_(v[..., :1])
+    incr.copy_(torch.diff(v, dim=-1))
+
+
+@torch.no_grad()
+def clip_box(table: torch.Tensor, lo: float, hi: float) -> None:
+    """In place clip of an unconstrained table (hours, inflation) to its bounds."""
+    table.clamp_(lo, hi)
