@@ -19,7 +19,7 @@ class Economy:
     """n_envs independent replicas of one economy on one torch device."""
 
     def __init__(self, cfg: EconomyConfig, n_envs: int = 1, device: str | torch.device = "cpu",
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, compile: bool = False) -> None:
         if not isinstance(cfg, EconomyConfig):
             raise TypeError(f"cfg must be an EconomyConfig, got {type(cfg).__name__}")
         if not isinstance(n_envs, int) or isinstance(n_envs, bool) or n_envs <= 0:
@@ -29,6 +29,8 @@ class Economy:
         self.params = Params.build(cfg, device)
         self.device = self.params.device
         self.generator = torch.Generator(device=self.device)
+        # torch.compile fuses the step's elementwise ops into a few kernels (CPU: C++, GPU: Triton)
+        self._step = torch.compile(step, dynamic=False) if compile else step
         self.state: State = initial_state(self.params, n_envs)
         self.reset(seed)
 
@@ -49,7 +51,7 @@ class Economy:
         if self.cfg.tfp_sigma > 0.0:
             noise = torch.randn(self.n_envs, generator=self.generator, device=self.device,
                                 dtype=self.params.dtype)
-        self.state, result = step(self.params, self.state, actions, noise)
+        self.state, result = self._step(self.params, self.state, actions, noise)
         return result
 
     def observe(self) -> Observation:

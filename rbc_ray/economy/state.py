@@ -31,11 +31,12 @@ class Params:
     tax_grid: torch.Tensor     # [n_tax]
     firm_onehot: torch.Tensor  # [F, F]
     digit_scale: torch.Tensor  # [n_digits] 10^-(j+1), for the digit encoding
+    arithmetic: dict           # grid name -> (start, stride) when the grid is arithmetic, else None
 
     @classmethod
     def build(cls, cfg: EconomyConfig, device: str | torch.device = "cpu") -> "Params":
         dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-        device = torch.device(device)
+        device = resolve_device(device)
 
         def t(values) -> torch.Tensor:
             return torch.tensor(values, dtype=dtype, device=device)
@@ -50,14 +51,14 @@ class Params:
             price_grid=t(cfg.price_grid), wage_grid=t(cfg.wage_grid), tax_grid=t(cfg.tax_grid),
             firm_onehot=torch.eye(f, dtype=dtype, device=device),
             digit_scale=t([10.0 ** -(j + 1) for j in range(cfg.n_digits)]),
+            arithmetic={name: _arithmetic(getattr(cfg, name)) for name in GRIDS},
         )
 
     def lookup(self, name: str, index: torch.Tensor) -> torch.Tensor:
         """Grid value of each index; arithmetic grids (all the defaults) avoid a gather."""
-        grid = getattr(self, name)
-        arith = _arithmetic(getattr(self.cfg, name))
+        arith = self.arithmetic[name]
         if arith is None:
-            return grid[index]
+            return getattr(self, name)[index]
         start, stride = arith
         value = index.to(self.dtype)
         if stride != 1.0:
@@ -67,6 +68,9 @@ class Params:
         return value
 
 
+GRIDS = ("demand_grid", "hours_grid", "price_grid", "wage_grid", "tax_grid")
+
+
 def _arithmetic(grid: tuple[float, ...]) -> tuple[float, float] | None:
     """(start, stride) when grid[i] == start + stride * i exactly, else None."""
     if len(grid) < 2:
@@ -74,6 +78,17 @@ def _arithmetic(grid: tuple[float, ...]) -> tuple[float, float] | None:
     start, stride = grid[0], grid[1] - grid[0]
     ok = all(abs(g - (start + stride * i)) <= 1e-12 * max(1.0, abs(g)) for i, g in enumerate(grid))
     return (start, stride) if ok else None
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device, with a clear error when it is unknown or absent on this machine."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r}: not a torch device ({err})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine; use 'cpu'")
+    return dev
 
 
 def consumer_theta(cfg: EconomyConfig, j: int) -> float:

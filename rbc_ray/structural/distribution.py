@@ -11,17 +11,22 @@ from __future__ import annotations
 import torch
 
 
-def lottery(b_grid: torch.Tensor, b_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def lottery(b_grid: torch.Tensor, b_next: torch.Tensor, locate=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Bracketing index `lo` (long, same shape as b_next) and the weight on node lo+1.
 
     b' outside [b_grid[0], b_grid[-1]] is clamped to the end nodes. The weight is differentiable
     in b' (gradient zero where clamped); the index is not (it is piecewise constant).
+    `locate` (from grids.asset_locator) replaces the binary search by the grid's closed-form
+    inverse; rounding at a node is absorbed by clamping the weight to [0, 1].
     """
     nb = b_grid.numel()
     bn = b_next.clamp(min=float(b_grid[0]), max=float(b_grid[-1]))
-    lo = (torch.searchsorted(b_grid, bn.detach().contiguous(), right=True) - 1).clamp(0, nb - 2)
+    if locate is None:
+        lo = (torch.searchsorted(b_grid, bn.detach().contiguous(), right=True) - 1).clamp(0, nb - 2)
+    else:
+        lo = locate(bn.detach())
     left, right = b_grid[lo], b_grid[lo + 1]
-    w_hi = (bn - left) / (right - left)
+    w_hi = ((bn - left) / (right - left)).clamp(0.0, 1.0)
     return lo, w_hi
 
 

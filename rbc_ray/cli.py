@@ -1,0 +1,107 @@
+"""`rbc-ray`: train | sweep | bench | srl | plot. Bad input exits 2 with a one-line message."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .launch import run_train
+
+    run_train(args.config, args.set, args.out, args.address, resume=args.resume)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from .launch import run_sweep
+
+    run_sweep(args.config, args.set, args.out, args.address)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    if args.what == "env":
+        from .bench import bench_env
+
+        result = bench_env(quick=args.quick, device=args.device)
+    elif args.what == "train":
+        from .bench_train import bench_train
+
+        result = bench_train(quick=args.quick, device=args.device)
+    else:
+        from .structural.cli import bench_srl
+
+        result = bench_srl(quick=args.quick)
+    text = json.dumps(result, indent=None if args.json else 2, default=float)
+    print(text)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .results import plot_training
+
+    for path in plot_training(args.out):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rbc-ray", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def experiment_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="experiment YAML (see tune_configs/)")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key by its dotted path, e.g. train.n_envs=8 (repeatable)")
+        p.add_argument("--out", help="results folder (default results/NAME-TIMESTAMP)")
+        p.add_argument("--address", help="Ray cluster address (default: an embedded local Ray)")
+
+    p = sub.add_parser("train", help="train one experiment as a Tune trial, with live progress")
+    experiment_args(p)
+    p.add_argument("--resume", action="store_true", help="resume the run found in --out")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("sweep", help="run the grid and seeds an experiment YAML declares")
+    experiment_args(p)
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("bench", help="speed figures as JSON (see BENCHMARKS)")
+    p.add_argument("what", choices=["env", "train", "srl"])
+    p.add_argument("--json", action="store_true", help="one-line JSON (default: indented)")
+    p.add_argument("--quick", action="store_true", help="small repeats, finishes in about a minute")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("plot", help="(re)draw the PNG training curves of a results folder")
+    p.add_argument("out", help="results folder holding metrics.parquet")
+    p.set_defaults(func=_plot)
+
+    try:
+        from .structural.cli import add_srl_parser
+    except ImportError:  # structural RL not installed in this build
+        pass
+    else:
+        add_srl_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"rbc-ray {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

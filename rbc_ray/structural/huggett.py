@@ -1,0 +1,164 @@
+"""Huggett (1993) with aggregate risk, and its partial-equilibrium cousin, solved by SRL.
+
+Household with assets b, income y (Markov), aggregate TFP z (Markov), bond price q = 1/(1+r):
+    c + b' / (1 + r) = b + z y,    b' >= borrowing_limit,    u(c) = c^(1-crra) / (1-crra).
+Policy: consumption share s(b, y, z, r) of the most the household can consume, cash - q*b_min,
+monotone (non-increasing) in r. General equilibrium: each period r clears sum_j b'_j g_j = bond_supply
+by interpolation on the r grid. Partial equilibrium: r follows an exogenous chain on the same grid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import grids, policy
+from .config import HuggettCalibration, HuggettPECalibration
+from .distribution import income_index, lottery, point_mass, young_step
+from .market import blend, bracket
+from .solver import horizon
+
+
+def crra_utility(c: torch.Tensor, crra: float) -> torch.Tensor:
+    return torch.log(c) if crra == 1.0 else c.pow(1.0 - crra) / (1.0 - crra)
+
+
+@torch.no_grad()
+def aggregate_schedule(table: torch.Tensor, s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """S[n, k] = sum_j table[s_n, k, j] g[n, j]: one dot product per price node and path.
+
+    On CPU, paths are grouped by aggregate state (one small matmul per state) to avoid copying the
+    [N, K, J] gather; on GPU the batched gather + bmm is faster.
+    """
+    if g.device.type != "cpu":
+        return torch.bmm(table[s], g[:, :, None]).squeeze(-1)
+    out = torch.empty(g.shape[0], table.shape[1], dtype=g.dtype, device=g.device)
+    order = torch.argsort(s)
+    counts = torch.bincount(s, minlength=table.shape[0]).tolist()
+    pos = 0
+    for state, cnt in enumerate(counts):
+        if cnt:
+            rows = order[pos:pos + cnt]
+            out[rows] = g[rows] @ table[state].T
+            pos += cnt
+    return out
+
+
+class Huggett:
+    """SRL model object for `huggett` (market clearing) and `huggett-pe` (exogenous r chain)."""
+
+    def __init__(self, cal: HuggettCalibration):
+        self.cal = cal
+        self.partial = isinstance(cal, HuggettPECalibration)
+        self.device, self.dtype = torch.device(cal.device), getattr(torch, cal.dtype)
+        dev, dt = self.device, self.dtype
+        self.T = horizon(cal.beta, cal.e_trunc)
+        self.b_grid = grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b).to(dev, dt)
+        self.locate = grids.asset_locator(cal.borrowing_limit, cal.b_max, cal.n_b)
+        y, self.P_y64 = grids.tauchen(cal.rho_y, cal.sd_y, cal.n_y)
+        self.y_grid, self.P_y = y.to(dev, dt), self.P_y64.to(dev, dt)
+        self.y_dist = grids.stationary(self.P_y64).to(dev, dt)
+        z, self.P_z64 = grids.tauchen(cal.rho_z, cal.sd_z, cal.n_z)
+        self.z_grid, self.n_z = z.to(dev, dt), z.numel()
+        self.r_grid = torch.linspace(cal.r_min, cal.r_max, cal.n_r, dtype=torch.float64).to(dev, dt)
+        if self.partial:  # exogenous rate: the "aggregate shock" is the r node itself
+            self.P_exo64 = grids.rate_chain(self.r_grid.double().cpu(), cal.r_bar, cal.rho_r, cal.sd_r)
+        else:
+            self.P_exo64 = self.P_z64
+        nb, ny = cal.n_b, self.y_grid.numel()
+        self.J = nb * ny
+        self.y_index = income_index(nb, ny, dev)
+        self.b_j = self.b_grid.repeat_interleave(ny)
+        self.y_j = self.y_grid.repeat(nb)
+        self.cash = self.b_j[None, :] + self.z_grid[:, None] * self.y_j[None, :]  # [nz, J]
+        q = 1.0 / (1.0 + self.r_grid)
+        self.c_max = self.cash[:, :, None] - q[None, None, :] * cal.borrowing_limit  # [nz, J, nr]
+        self.first, self.incr = policy.to_params(self._initial_share())
+        self.params = [self.first, self.incr]
+
+    # ---------------------------------------------------------------- policy
+    def _initial_share(self) -> torch.Tensor:
+        """Constant-price optimum (perfect-foresight permanent income at the mean income)."""
+        cal = self.cal
+        R = 1.0 + self.r_grid
+        mpc = 1.0 - (cal.beta * R).pow(1.0 / cal.crra) / R
+        human = (self.z_grid[:, None] * (self.y_dist * self.y_grid).sum())[:, :, None] / (R - 1.0)
+        c0 = mpc * (self.cash[:, :, None] + human)
+        share = (c0 / self.c_max).clamp(1e-3, 1.0)
+        return torch.cummin(share, dim=-1).values  # non-increasing in r
+
+    def project(self) -> None:
+        policy.project(self.first, self.incr, 0.0, 1.0, decreasing=True)
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(consumption c, savings b') at every (z, r-node, j): [nz, nr, J] each, differentiable."""
+        share = policy.to_values(self.first, self.incr)  # [nz, J, nr]
+        c = (share * self.c_max).clamp(min=self.cal.c_min)
+        c = torch.minimum(c, self.c_max)
+        b_next = (self.cash[:, :, None] - c) * (1.0 + self.r_grid)
+        return c.transpose(1, 2), b_next.transpose(1, 2)
+
+    # ---------------------------------------------------------------- simulation
+    def initial_state(self) -> dict[str, torch.Tensor]:
+        """Warm-up start: all paths at b = bond supply (mean-preserving split), y stationary, z median."""
+        N = self.cal.n_paths
+        b0 = 0.0 if self.partial else self.cal.bond_supply
+        g = point_mass(self.b_grid, b0, self.y_dist).expand(N, self.J).clone()
+        mid = (self.cal.n_r // 2) if self.partial else self.n_z // 2
+        return {"g": g, "s": torch.full((N,), mid, dtype=torch.long)}
+
+    def draw_shocks(self, state: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """Aggregate-state indices [T+1, N] (z node, or r node in partial equilibrium)."""
+        return {"s": grids.simulate_chain(self.P_exo64, state["s"].cpu(), self.T + 1, gen).to(self.device)}
+
+    def prices(self, b_tab: torch.Tensor, s: torch.Tensor, g: torch.Tensor):
+        """(z index, r-node lo, weight on lo+1) for aggregate states s [N] and distributions g."""
+        if self.partial:
+            return torch.zeros_like(s), s.clamp(max=self.cal.n_r - 2), (s == self.cal.n_r - 1).to(g.dtype)
+        S = aggregate_schedule(b_tab, s, g)  # [N, nr] bond demand at each r node
+        lo, w = bracket(S, self.cal.bond_supply)
+        return s, lo, w
+
+    def rollout(self, state: dict[str, torch.Tensor], shocks: dict[str, torch.Tensor],
+                record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        """Simulate T periods on N paths; returns (objective, final state, records)."""
+        cal, T = self.cal, self.T
+        c_tab, b_tab = self.tables()
+        b_det = b_tab.detach()
+        g = state["g"].to(self.device, self.dtype)
+        N = g.shape[0]
+        d = torch.full_like(g, 1.0 / self.J)
+        s_path = shocks["s"]
+        obj = torch.zeros(N, device=self.device, dtype=self.dtype)
+        rows = torch.arange(N, device=self.device)
+        rec: dict[str, list] = {k: [] for k in ("r", "z", "C", "B", "Ey", "resid", "at_limit")}
+        resid_max = torch.zeros((), device=self.device, dtype=self.dtype)
+        r_sum = torch.zeros((), device=self.device, dtype=self.dtype)
+        for t in range(T):
+            zi, lo, w = self.prices(b_det, s_path[t], g)
+            r = blend(self.r_grid, lo, w)
+            w_ = w[:, None]
+            b_next = b_tab[zi, lo] * (1 - w_) + b_tab[zi, lo + 1] * w_  # action blended at the cleared r
+            c = self.cash[zi] - b_next / (1.0 + r)[:, None]
+            u = crra_utility(c.clamp(min=cal.c_min), cal.crra)
+            obj = obj + cal.beta ** t * (d * u).sum(1)
+            lo_b, w_b = lottery(self.b_grid, b_next, self.locate)
+            with torch.no_grad():
+                demand = (b_next.detach() * g).sum(1)
+                resid = demand - (0.0 if self.partial else cal.bond_supply)
+                resid_max = torch.maximum(resid_max, resid.abs().max())
+                r_sum = r_sum + r.mean()
+                if record:
+                    cd = c.detach()
+                    rec["r"].append(r); rec["z"].append(self.z_grid[zi]); rec["B"].append(demand)
+                    rec["C"].append((cd * g).sum(1)); rec["Ey"].append((self.y_j * g).sum(1))
+                    rec["resid"].append(resid)
+                    rec["at_limit"].append(g.view(N, cal.n_b, -1)[:, 0].sum(1))
+                g = young_step(g, lo_b, w_b.detach(), self.P_y, self.y_index)
+            d = young_step(d, lo_b, w_b, self.P_y, self.y_index)
+        objective = (1 - cal.beta) * obj.mean()
+        out: dict[str, Any] = {"price_mean": float(r_sum / T), "residual_max": float(resid_max)}
+        if record:
+            out.update({k: torch.stack(v) for k, v in rec.items()})
+        return objective, {"g": g.detach(), "s": s_path[T]}, out

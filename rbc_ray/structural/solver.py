@@ -1,0 +1,107 @@
+"""The SRL training loop: simulate N paths for T periods, ascend the exact gradient, repeat.
+
+Model-agnostic: a model (huggett.py, krusell_smith.py, hank.py) supplies
+  params (leaf tensors), initial_state(), draw_shocks(state), rollout(params, state, shocks, record),
+  project() and T. The loop is Adam + global-norm clipping + exponential learning-rate decay after
+the warm-up; warm-up epochs start from the model's fixed initial distribution, later epochs from the
+previous epoch's final distribution; converged when the 0.999-quantile of |delta theta| < e_converge.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from .config import SolverSettings
+
+
+class Model(Protocol):
+    cal: SolverSettings
+    T: int
+    params: list[torch.Tensor]
+
+    def initial_state(self) -> dict[str, torch.Tensor]: ...
+    def draw_shocks(self, state: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]: ...
+    def rollout(self, state: dict[str, torch.Tensor], shocks: dict[str, torch.Tensor],
+                record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]: ...
+    def project(self) -> None: ...
+
+
+@dataclass
+class TrainLog:
+    """Per-epoch convergence curve (one list entry per epoch)."""
+
+    epoch: list[int] = field(default_factory=list)
+    objective: list[float] = field(default_factory=list)
+    dtheta_q999: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    price: list[float] = field(default_factory=list)
+    residual: list[float] = field(default_factory=list)
+
+    def as_columns(self) -> dict[str, list]:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def horizon(beta: float, e_trunc: float) -> int:
+    """T = ceil(log(e_trunc) / log(beta)) (spec)."""
+    return int(math.ceil(math.log(e_trunc) / math.log(beta)))
+
+
+def learning_rate(cal: SolverSettings, epoch: int) -> float:
+    """Constant during the warm-up, then lr * lr_decay ** ((epoch - warmup) / decay_epochs)."""
+    k = max(0, epoch - cal.warmup)
+    return cal.lr * cal.lr_decay ** (k / cal.decay_epochs)
+
+
+def _quantile_abs(x: torch.Tensor, q: float) -> float:
+    """q-quantile of |x| (kthvalue: torch.quantile caps the input size)."""
+    a = x.abs().flatten()
+    k = min(a.numel(), max(1, int(math.ceil(q * a.numel()))))
+    return float(a.double().kthvalue(k).values) if a.numel() else 0.0
+
+
+def train(model: Model, progress: Any = None) -> tuple[bool, int, TrainLog, dict[str, torch.Tensor]]:
+    """Run the policy-gradient loop. Returns (converged, epochs, log, final population state)."""
+    cal = model.cal
+    gen = torch.Generator().manual_seed(cal.seed)
+    opt = torch.optim.Adam(model.params, lr=cal.lr)
+    log = TrainLog()
+    start = time.perf_counter()
+    state = model.initial_state()
+    converged, epoch = False, 0
+    for epoch in range(1, cal.max_epochs + 1):
+        lr = learning_rate(cal, epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        start_state = model.initial_state() if epoch <= cal.warmup else state
+        shocks = model.draw_shocks(start_state, gen)
+        objective, state, rec = model.rollout(start_state, shocks)
+        opt.zero_grad(set_to_none=True)
+        (-objective).backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.params, cal.clip_norm)
+        before = [p.detach().clone() for p in model.params]
+        opt.step()
+        model.project()
+        dtheta = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.params, before)])
+        q999 = _quantile_abs(dtheta, 0.999)
+        log.epoch.append(epoch)
+        log.objective.append(float(objective.detach()))
+        log.dtheta_q999.append(q999)
+        log.lr.append(lr)
+        log.grad_norm.append(float(gnorm))
+        log.seconds.append(time.perf_counter() - start)
+        log.price.append(float(rec.get("price_mean", float("nan"))))
+        log.residual.append(float(rec.get("residual_max", float("nan"))))
+        if progress is not None and (epoch % 25 == 0 or epoch == 1):
+            progress(f"epoch {epoch:4d} obj {log.objective[-1]:.6f} |dtheta|q999 {q999:.2e} "
+                     f"lr {lr:.1e} price {log.price[-1]:.5f} t {log.seconds[-1]:.1f}s")
+        if epoch > max(cal.warmup, cal.min_epochs) and q999 < cal.e_converge:
+            converged = True
+            break
+    return converged, epoch, log, state

@@ -1,0 +1,16 @@
+"""Multi-agent PPO on the batched economy: config, curricula, rollout, PPO and the Trainer.
+
+trainable.py (the Ray Tune wrapper) lives here too but is owned by the Ray layer.
+"""
+
+from .config import (AgentConfig, ExperimentConfig, PoliciesConfig, TrainConfig, apply_override,
+                     load_experiment)
+from .curriculum import Curriculum, CurriculumConfig
+from .ppo import gae, ppo_loss, returns_to_go
+from .trainer import METRIC_KEYS, PROFILE_KEYS, Trainer, TrainingDivergedError
+
+__all__ = [
+    "AgentConfig", "ExperimentConfig", "PoliciesConfig", "TrainConfig", "apply_override",
+    "load_experiment", "Curriculum", "CurriculumConfig", "gae", "ppo_loss", "returns_to_go",
+    "METRIC_KEYS", "PROFILE_KEYS", "Trainer", "TrainingDivergedError",
+]

@@ -1,0 +1,133 @@
+"""Preallocated rollout storage on the device and the episode collector.
+
+Layout per episode (T steps, E envs): the global observation [T, E, G] is stored once per env and
+shared by all types; each type stores its own observation [T, E, n, d], actions [T, E, n, heads],
+log-probs, values and unscaled rewards [T, E, n]. Economy statistics for the metrics are summed on
+the device ([T, K]) so the hot loop never syncs with the host.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..economy import AGENT_TYPES, Actions, Economy, action_nvec, obs_sizes
+from ..policies import ActorCritic
+
+ECONOMY_STATS = ("mean_price", "mean_wage", "mean_hours", "mean_consumption", "mean_stock",
+                 "mean_exports", "income_tax", "corporate_tax", "welfare", "firm_profit")
+"""Per-step economy statistics summed during a rollout (means per agent of the relevant type)."""
+
+
+@dataclass(frozen=True)
+class TypeBuffer:
+    """One agent type's part of an episode."""
+
+    own: torch.Tensor      # [T, E, n, d]
+    actions: torch.Tensor  # [T, E, n, heads] long
+    logp: torch.Tensor     # [T, E, n]
+    value: torch.Tensor    # [T, E, n]
+    reward: torch.Tensor   # [T, E, n] unscaled
+    entropy: torch.Tensor  # [T, E, n] (filled only when entropy is requested)
+
+
+@dataclass(frozen=True)
+class RolloutStorage:
+    """Every tensor of one episode, allocated once and overwritten every episode."""
+
+    global_: torch.Tensor              # [T, E, G]
+    types: dict[str, TypeBuffer]
+    stats: torch.Tensor                # [T, len(ECONOMY_STATS)]
+
+    @classmethod
+    def allocate(cls, economy: Economy, dtype: torch.dtype) -> "RolloutStorage":
+        cfg, dev = economy.cfg, economy.device
+        t, e = cfg.episode_length, economy.n_envs
+        sizes, nvec = obs_sizes(cfg), action_nvec(cfg)
+        counts = {"consumer": cfg.n_consumers, "firm": cfg.n_firms, "government": 1}
+        types = {}
+        for kind in AGENT_TYPES:
+            n, d = counts[kind], sizes[kind] - sizes["global"]
+            z = lambda *shape: torch.zeros(*shape, device=dev, dtype=dtype)  # noqa: E731
+            types[kind] = TypeBuffer(
+                own=z(t, e, n, d), actions=torch.zeros(t, e, n, len(nvec[kind]), device=dev, dtype=torch.long),
+                logp=z(t, e, n), value=z(t, e, n), reward=z(t, e, n), entropy=z(t, e, n))
+        return cls(global_=torch.zeros(t, e, sizes["global"], device=dev, dtype=dtype), types=types,
+                   stats=torch.zeros(t, len(ECONOMY_STATS), device=dev, dtype=torch.float64))
+
+
+class Timer:
+    """Accumulates wall time of the policy and of the economy when profiling (else does nothing)."""
+
+    def __init__(self, enabled: bool, device: torch.device) -> None:
+        self.enabled = enabled
+        self.sync = enabled and device.type == "cuda"
+        self.policy_s = 0.0
+        self.env_s = 0.0
+        self._t = 0.0
+
+    def start(self) -> None:
+        if self.enabled:
+            if self.sync:
+                torch.cuda.synchronize()
+            self._t = time.perf_counter()
+
+    def stop(self, what: str) -> None:
+        if self.enabled:
+            if self.sync:
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - self._t
+            if what == "policy":
+                self.policy_s += dt
+            else:
+                self.env_s += dt
+
+
+def collect_episode(economy: Economy, policies: dict[str, ActorCritic],
+                    masks: dict[str, torch.Tensor | None], storage: RolloutStorage, theta_factor: float,
+                    generator: torch.Generator, timer: Timer, with_entropy: dict[str, bool],
+                    random_types: tuple[str, ...] = ()) -> None:
+    """Reset every env, play one episode with the given policies, fill `storage` in place.
+
+    Types in `random_types` act uniformly at random (under their masks) instead of by policy."""
+    cfg = economy.cfg
+    timer.start()
+    obs = economy.reset(theta_factor=theta_factor)
+    timer.stop("env")
+    with torch.inference_mode():
+        for t in range(cfg.episode_length):
+            state = economy.state
+            storage.global_[t].copy_(obs.global_)
+            acts = {}
+            timer.start()
+            for kind in AGENT_TYPES:
+                buf, net = storage.types[kind], policies[kind]
+                own = obs.own(kind)
+                buf.own[t].copy_(own)
+                logits, value = net(storage.global_[t], buf.own[t])
+                if kind in random_types:
+                    logits = torch.zeros_like(logits)
+                a, logp = net.sample(logits, masks[kind], generator)
+                buf.actions[t].copy_(a)
+                buf.logp[t].copy_(logp)
+                buf.value[t].copy_(value)
+                if with_entropy[kind]:
+                    buf.entropy[t].copy_(net.entropy(logits, masks[kind]))
+                acts[kind] = a
+            timer.stop("policy")
+            timer.start()
+            result = economy.step(Actions(consumer=acts["consumer"], firm=acts["firm"],
+                                          government=acts["government"][:, 0]), validate=False)
+            obs = result.obs
+            r, acc = result.rewards, result.accounts
+            storage.types["consumer"].reward[t].copy_(r.consumer)
+            storage.types["firm"].reward[t].copy_(r.firm)
+            storage.types["government"].reward[t].copy_(r.government.unsqueeze(-1))
+            storage.stats[t].copy_(torch.stack([
+                state.price.mean(), state.wage.mean(), acc.hours.mean(),
+                acc.consumed.sum(-1).mean(), state.stock.mean(), acc.exported.mean(),
+                state.income_tax.mean(), state.corporate_tax.mean(), r.government.mean(),
+                acc.profit.mean()]).to(torch.float64))
+            timer.stop("env")
