@@ -92,13 +92,15 @@ def reference_step_rate(cfg: EconomyConfig, steps: int) -> float:
     return steps * cfg.n_agents / seconds
 
 
-def bench_env(quick: bool = False, device: str = "cpu", compile: bool | None = None) -> dict[str, Any]:
+def bench_env(quick: bool = False, device: str = "cpu", compile: bool | None = None,
+              envs: list[int] | None = None) -> dict[str, Any]:
     """Batched step vs the per-agent loop vs the RLlib env, at paper scale and larger batches."""
     cfg = open_economy()
     steps, repeats = (20, 3) if quick else (50, 5)
     env_counts = [128, 1024] if not quick else [128]
     if device == "cuda":
         env_counts = env_counts + ([8192] if quick else [8192, 65536])
+    env_counts = envs or env_counts
     log(f"bench env: reference loop ({cfg.n_consumers}/{cfg.n_firms}/1, 1 env)")
     ref_rate = reference_step_rate(cfg, 5 if quick else 10)
     rllib_rate = None

@@ -29,7 +29,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "env":
         from .bench import bench_env
 
-        result = bench_env(quick=args.quick, device=args.device)
+        result = bench_env(quick=args.quick, device=args.device, compile=_COMPILE[args.compile],
+                           envs=args.envs or None)
     elif args.what == "train":
         from .bench_train import bench_train
 
@@ -41,6 +42,9 @@ def _bench(args: argparse.Namespace) -> int:
     text = json.dumps(result, indent=None if args.json else 2, default=float)
     print(text)
     return 0
+
+
+_COMPILE = {"both": None, "on": True, "off": False}
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -77,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small repeats, finishes in about a minute")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
+    p.add_argument("--compile", choices=sorted(_COMPILE), default="both",
+                   help="env bench: eager step, torch.compile'd step, or both (default)")
+    p.add_argument("--envs", type=int, action="append", metavar="N",
+                   help="env bench: replica counts to time (repeatable; default 128 and 1024)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("plot", help="(re)draw the PNG training curves of a results folder")

@@ -130,10 +130,8 @@ class EconomyConfig:
     """'float32' or 'float64' for the state"""
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("tuple[float, ...]",) and isinstance(value, list):
-                object.__setattr__(self, f.name, tuple(float(v) for v in value))
+        for f in fields(self):  # type-check every field, also on direct construction
+            object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
         _validate(self)
 
     # ------------------------------------------------------------------ constructors
@@ -235,19 +233,19 @@ def _validate(cfg: EconomyConfig) -> None:
 
 def closed_economy(**overrides: Any) -> EconomyConfig:
     """The closed RBC economy: no export market."""
-    return EconomyConfig().replace(open_economy=False, **overrides)
+    return EconomyConfig().replace(**{"open_economy": False, **overrides})
 
 
 def open_economy(**overrides: Any) -> EconomyConfig:
     """The open RBC economy: exports at p_export 500, q_export 100."""
-    return EconomyConfig().replace(open_economy=True, **overrides)
+    return EconomyConfig().replace(**{"open_economy": True, **overrides})
 
 
 def paper_economy(**overrides: Any) -> EconomyConfig:
     """The paper's equations instead of the code's (every paper-vs-code switch flipped)."""
-    return EconomyConfig().replace(
-        labour_disutility="quadratic", alpha_set=(0.2, 0.4, 0.6, 0.8), investment_base="budget",
-        export_strict=True, **overrides)
+    return EconomyConfig().replace(**{
+        "labour_disutility": "quadratic", "alpha_set": (0.2, 0.4, 0.6, 0.8),
+        "investment_base": "budget", "export_strict": True, **overrides})
 
 
 PRESETS = {"open": open_economy, "closed": closed_economy, "paper": paper_economy}
@@ -255,7 +253,7 @@ PRESETS = {"open": open_economy, "closed": closed_economy, "paper": paper_econom
 
 def preset_config(name: str, **overrides: Any) -> EconomyConfig:
     """A preset by name: 'open', 'closed' or 'paper'."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ConfigError(f"preset={name!r}: unknown preset; choose one of {sorted(PRESETS)}")
     return PRESETS[name](**overrides)
 

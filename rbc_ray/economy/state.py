@@ -76,7 +76,7 @@ def _arithmetic(grid: tuple[float, ...]) -> tuple[float, float] | None:
     if len(grid) < 2:
         return None
     start, stride = grid[0], grid[1] - grid[0]
-    ok = all(abs(g - (start + stride * i)) <= 1e-12 * max(1.0, abs(g)) for i, g in enumerate(grid))
+    ok = all(g == start + stride * i for i, g in enumerate(grid))
     return (start, stride) if ok else None
 
 

@@ -1,5 +1,5 @@
 """Per-agent-type actor-critics with a shared global first-layer product and factorised heads."""
 
-from .actor_critic import ActorCritic, HeadGroup, fuse_masks, head_groups
+from .actor_critic import MASKED, ActorCritic
 
-__all__ = ["ActorCritic", "HeadGroup", "fuse_masks", "head_groups"]
+__all__ = ["MASKED", "ActorCritic"]

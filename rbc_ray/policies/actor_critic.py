@@ -8,62 +8,47 @@ the same global observation, so its contribution to the first layer is computed 
 At paper scale (128 envs x 100 consumers, global width 133, own width 11) that is ~10x less
 first-layer work than the naive full-observation product, with the same result.
 
-Action heads are factorised categoricals: all head logits (and the value) come out of one fused
-linear layer; heads of equal size that sit next to each other are evaluated as one [.., k, size]
-block (the consumer's F demand heads are one block). Masks are additive logits.
+Action heads are factorised categoricals laid out as one padded block [.., n, width, n_heads]
+(width = the largest head; choices on dim -2, heads on the last dim, which vectorises the small
+softmax far better on CPU than a size-11 last dim): one linear layer makes every logit, one
+log_softmax normalises every head, and no slicing copies appear in forward or backward. The PPO
+terms (joint log-prob and entropy) have a hand-written backward (HeadTerms) that skips autograd's
+chain of log_softmax/exp/mul backward passes. Padding slots and curriculum masks are
+additive logits (0 allowed, -1e9 masked) fused into one mask tensor per type and episode.
+Joint log-prob = sum over heads; joint entropy = sum of head entropies.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class HeadGroup:
-    """A run of adjacent action heads with the same number of choices."""
-
-    start: int
-    """offset of the group's first logit in the flat logit vector"""
-    n_heads: int
-    """how many heads the group holds"""
-    size: int
-    """choices per head"""
+MASKED = -1e9
+"""additive logit of a masked choice (exp underflows to exactly 0, so it is never sampled)"""
 
 
-def head_groups(nvec: list[int]) -> tuple[HeadGroup, ...]:
-    """Split the heads into runs of equal size (e.g. [11]*10 + [5, 10] -> 3 groups)."""
-    groups: list[HeadGroup] = []
-    start = 0
-    for size in nvec:
-        last = groups[-1] if groups else None
-        if last is not None and last.size == size:
-            groups[-1] = HeadGroup(last.start, last.n_heads + 1, size)
-        else:
-            groups.append(HeadGroup(start, 1, size))
-        start += size
-    return tuple(groups)
+class HeadTerms(torch.autograd.Function):
+    """(logits [.., W, H] masked, actions [.., H]) -> (joint log-prob [..], joint entropy [..]).
 
+    Backward: d logp / dx = onehot(a) - p;  d H_h / dx = -p (log p + H_h)."""
 
-def fuse_masks(nvec: list[int], masks: list[torch.Tensor | None]) -> torch.Tensor | None:
-    """Per-head additive masks (each broadcastable to [E, n, n_choices]) -> one flat additive mask
-    broadcastable to [E, n, sum(nvec)]; None when no head is masked."""
-    if len(masks) != len(nvec):
-        raise ValueError(f"need one mask (or None) per head: {len(nvec)} heads, got {len(masks)}")
-    if all(m is None for m in masks):
-        return None
-    ref = next(m for m in masks if m is not None)
-    lead = torch.broadcast_shapes(*(m.shape[:-1] for m in masks if m is not None))
-    parts = []
-    for size, m in zip(nvec, masks):
-        if m is None:
-            m = ref.new_zeros(size)
-        if m.shape[-1] != size:
-            raise ValueError(f"mask has {m.shape[-1]} choices, head has {size}")
-        parts.append(m.expand(*lead, size))
-    return torch.cat(parts, dim=-1)
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, actions: torch.Tensor):
+        lp = torch.log_softmax(x, -2)
+        p = lp.exp()
+        plp = p * lp
+        head_entropy = -plp.sum(-2, keepdim=True)              # [.., 1, H]
+        logp = lp.gather(-2, actions.unsqueeze(-2)).squeeze(-2).sum(-1)
+        ctx.save_for_backward(p, plp, head_entropy, actions)
+        return logp, head_entropy.squeeze(-2).sum(-1)
+
+    @staticmethod
+    def backward(ctx, g_logp: torch.Tensor, g_ent: torch.Tensor):
+        p, plp, head_entropy, actions = ctx.saved_tensors
+        gl, ge = g_logp[..., None, None], g_ent[..., None, None]
+        grad = torch.addcmul(plp, p, head_entropy).mul_(-ge).sub_(p * gl)
+        grad.scatter_add_(-2, actions.unsqueeze(-2), gl.expand(*actions.shape[:-1], 1, actions.shape[-1]))
+        return grad, None
 
 
 class ActorCritic(nn.Module):
@@ -74,9 +59,9 @@ class ActorCritic(nn.Module):
         super().__init__()
         if not hidden:
             raise ValueError("hidden must name at least one layer width")
-        self.nvec = list(nvec)
-        self.groups = head_groups(self.nvec)
-        self.n_logits = sum(self.nvec)
+        self.nvec = [int(k) for k in nvec]
+        self.n_heads, self.width = len(self.nvec), max(self.nvec)
+        self.padded = any(k < self.width for k in self.nvec)
         h0 = hidden[0]
         self.first_global = nn.Linear(global_dim, h0)
         self.first_own = nn.Linear(own_dim, h0, bias=False) if own_dim > 0 else None
@@ -84,42 +69,57 @@ class ActorCritic(nn.Module):
         for a, b in zip(hidden[:-1], hidden[1:]):
             layers += [nn.Linear(a, b), nn.ReLU()]
         self.trunk = nn.Sequential(*layers)
-        self.out = nn.Linear(hidden[-1], self.n_logits + 1)  # all logits + value, one matmul
+        self.logits = nn.Linear(hidden[-1], self.n_heads * self.width)
+        self.value = nn.Linear(hidden[-1], 1)
         with torch.no_grad():  # small initial logits: the initial policy is near uniform
-            self.out.weight[: self.n_logits].mul_(0.01)
-            self.out.bias.zero_()
+            self.logits.weight.mul_(0.01)
+            self.logits.bias.zero_()
+        pad = torch.zeros(self.width, self.n_heads)
+        for h, k in enumerate(self.nvec):
+            pad[k:, h] = MASKED
+        self.register_buffer("pad_mask", pad, persistent=False)
 
     # ------------------------------------------------------------------ forward
+    def _heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(torch.relu(h))
+        logits = self.logits(h).unflatten(-1, (self.width, self.n_heads))
+        return logits, self.value(h).squeeze(-1)
+
     def forward(self, global_: torch.Tensor, own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """global_ [B, G], own [B, n, d] -> flat logits [B, n, sum(nvec)], value [B, n]."""
+        """global_ [B, G], own [B, n, d] -> logits [B, n, width, n_heads], value [B, n]."""
         h = self.first_global(global_).unsqueeze(-2)           # [B, 1, H]: once per env
         if self.first_own is not None:
             h = h + self.first_own(own)                         # [B, n, H]
         else:
             h = h.expand(*own.shape[:-1], h.shape[-1])
-        h = self.trunk(torch.relu(h))
-        out = self.out(h)
-        return out[..., : self.n_logits], out[..., self.n_logits]
+        return self._heads(h)
 
     def forward_naive(self, full_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same network on the concatenated observation [B, n, G + d] (reference for tests)."""
         w = self.first_global.weight
         if self.first_own is not None:
             w = torch.cat([w, self.first_own.weight], dim=1)
-        h = torch.relu(full_obs @ w.T + self.first_global.bias)
-        h = self.trunk(h)
-        out = self.out(h)
-        return out[..., : self.n_logits], out[..., self.n_logits]
+        return self._heads(full_obs @ w.T + self.first_global.bias)
 
-    # ------------------------------------------------------------------ distributions
-    def _group_logp(self, logits: torch.Tensor, mask: torch.Tensor | None):
-        """Yield (group, normalised log-probs [.., n, k, size]) per head group."""
-        if mask is not None:
-            logits = logits + mask
-        for g in self.groups:
-            block = logits[..., g.start: g.start + g.n_heads * g.size]
-            block = block.unflatten(-1, (g.n_heads, g.size))
-            yield g, torch.log_softmax(block, dim=-1)
+    # ------------------------------------------------------------------ masks and distributions
+    def mask(self, head_masks: list[torch.Tensor | None] | None = None) -> torch.Tensor | None:
+        """Per-head additive masks (each broadcastable to [E, n, n_choices], None = open) fused with
+        the padding into one additive mask broadcastable to [E, n, width, n_heads]."""
+        if head_masks is None or all(m is None for m in head_masks):
+            return self.pad_mask if self.padded else None
+        if len(head_masks) != self.n_heads:
+            raise ValueError(f"need one mask (or None) per head: {self.n_heads} heads, got {len(head_masks)}")
+        lead = torch.broadcast_shapes(*(m.shape[:-1] for m in head_masks if m is not None))
+        pad = self.pad_mask
+        cols = []
+        for h, (k, m) in enumerate(zip(self.nvec, head_masks)):
+            if m is not None and m.shape[-1] != k:
+                raise ValueError(f"mask of head {h} has {m.shape[-1]} choices, the head has {k}")
+            col = pad[:, h].expand(*lead, self.width)
+            if m is not None:
+                col = torch.cat([m.to(pad).expand(*lead, k), col[..., k:]], dim=-1)
+            cols.append(col)
+        return torch.stack(cols, dim=-1)
 
     def sample(self, logits: torch.Tensor, mask: torch.Tensor | None,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,43 +129,30 @@ class ActorCritic(nn.Module):
         are never drawn; u is kept strictly below the total weight."""
         if mask is not None:
             logits = logits + mask
-        actions, logp = [], 0.0
-        for g in self.groups:
-            block = logits[..., g.start: g.start + g.n_heads * g.size].unflatten(-1, (g.n_heads, g.size))
-            top = block.amax(-1, keepdim=True)
-            shifted = block - top
-            cdf = shifted.exp().cumsum_(-1)                      # unnormalised CDF
-            total = cdf[..., -1:]
-            u = torch.rand(total.shape, generator=generator, device=total.device, dtype=total.dtype)
-            u = u * (total * 0.999999)                           # strictly below the total
-            a = (cdf <= u).sum(-1, keepdim=True)                 # [.., n, k, 1]
-            chosen = shifted.gather(-1, a) - total.log()
-            logp = logp + chosen.squeeze(-1).sum(-1)
-            actions.append(a.squeeze(-1))
-        return torch.cat(actions, dim=-1), logp
-
-    def entropy(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Joint entropy (sum of head entropies) [.., n]."""
-        out = 0.0
-        for _, lp in self._group_logp(logits, mask):
-            out = out - (lp.exp() * lp).sum((-1, -2))
-        return out
+        shifted = logits - logits.amax(-2, keepdim=True)
+        cdf = shifted.exp().cumsum_(-2)                         # unnormalised CDF per head
+        total = cdf[..., -1:, :]                                # [.., n, 1, heads]
+        u = torch.rand(total.shape, generator=generator, device=total.device, dtype=total.dtype)
+        u = u * (total * 0.999999)                              # strictly below the total
+        actions = (cdf <= u).sum(-2, keepdim=True)              # [.., n, 1, heads]
+        logp = (shifted.gather(-2, actions) - total.log()).squeeze(-2).sum(-1)
+        return actions.squeeze(-2), logp
 
     def log_prob_entropy(self, logits: torch.Tensor, mask: torch.Tensor | None,
                          actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Joint log-prob (sum over heads) of `actions` [.., n, heads] and joint entropy (sum of head
         entropies), both [.., n]."""
-        logp, entropy, h = 0.0, 0.0, 0
-        for g, lp in self._group_logp(logits, mask):
-            a = actions[..., h: h + g.n_heads]
-            logp = logp + lp.gather(-1, a.unsqueeze(-1)).squeeze(-1).sum(-1)
-            entropy = entropy - (lp.exp() * lp).sum((-1, -2))
-            h += g.n_heads
-        return logp, entropy
+        if mask is not None:
+            logits = logits + mask
+        return HeadTerms.apply(logits, actions)
 
-    def head_log_probs(self, logits: torch.Tensor, mask: torch.Tensor | None) -> list[torch.Tensor]:
-        """Normalised log-probs of every head separately, [.., n, size] each (tests, analysis)."""
-        out = []
-        for g, lp in self._group_logp(logits, mask):
-            out += [lp[..., k, :] for k in range(g.n_heads)]
-        return out
+    def entropy(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Joint entropy (sum of head entropies) [.., n]."""
+        lp = self.head_log_probs(logits, mask)
+        return -(lp.exp() * lp).sum((-1, -2))
+
+    def head_log_probs(self, logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Normalised log-probs of every head [.., n, width, n_heads] (padding at ~-1e9)."""
+        if mask is not None:
+            logits = logits + mask
+        return torch.log_softmax(logits, dim=-2)

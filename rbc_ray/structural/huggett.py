@@ -120,6 +120,29 @@ class Huggett:
         lo, w = bracket(S, self.cal.bond_supply)
         return s, lo, w
 
+    def _step(self, c_tab, b_tab, g, d, s, record: bool):
+        """One period on all paths: clear the market, act, weight utility, move both histograms."""
+        cal = self.cal
+        zi, lo, w = self.prices(b_tab.detach(), s, g)
+        r = blend(self.r_grid, lo, w)
+        w_ = w[:, None]
+        b_next = b_tab[zi, lo] * (1 - w_) + b_tab[zi, lo + 1] * w_  # action blended at the cleared r
+        c = self.cash[zi] - b_next / (1.0 + r)[:, None]
+        u = crra_utility(c.clamp(min=cal.c_min), cal.crra)
+        u_t = (d * u).sum(1)
+        lo_b, w_b = lottery(self.b_grid, b_next, self.locate)
+        stats: dict[str, torch.Tensor] = {"r": r}
+        with torch.no_grad():
+            demand = (b_next.detach() * g).sum(1)
+            stats["resid"] = demand - (0.0 if self.partial else cal.bond_supply)
+            if record:
+                N = g.shape[0]
+                stats.update(z=self.z_grid[zi], B=demand, C=(c.detach() * g).sum(1),
+                             Ey=(self.y_j * g).sum(1), at_limit=g.view(N, cal.n_b, -1)[:, 0].sum(1))
+            g = young_step(g, lo_b, w_b.detach(), self.P_y, self.y_index)
+        d = young_step(d, lo_b, w_b, self.P_y, self.y_index)
+        return u_t, g, d, stats
+
     def rollout(self, state: dict[str, torch.Tensor], shocks: dict[str, torch.Tensor],
                 record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         """Simulate T periods on N paths; returns (objective, final state, records)."""
@@ -131,34 +154,60 @@ class Huggett:
         d = torch.full_like(g, 1.0 / self.J)
         s_path = shocks["s"]
         obj = torch.zeros(N, device=self.device, dtype=self.dtype)
-        rows = torch.arange(N, device=self.device)
         rec: dict[str, list] = {k: [] for k in ("r", "z", "C", "B", "Ey", "resid", "at_limit")}
         resid_max = torch.zeros((), device=self.device, dtype=self.dtype)
         r_sum = torch.zeros((), device=self.device, dtype=self.dtype)
         for t in range(T):
-            zi, lo, w = self.prices(b_det, s_path[t], g)
-            r = blend(self.r_grid, lo, w)
-            w_ = w[:, None]
-            b_next = b_tab[zi, lo] * (1 - w_) + b_tab[zi, lo + 1] * w_  # action blended at the cleared r
-            c = self.cash[zi] - b_next / (1.0 + r)[:, None]
-            u = crra_utility(c.clamp(min=cal.c_min), cal.crra)
-            obj = obj + cal.beta ** t * (d * u).sum(1)
-            lo_b, w_b = lottery(self.b_grid, b_next, self.locate)
-            with torch.no_grad():
-                demand = (b_next.detach() * g).sum(1)
-                resid = demand - (0.0 if self.partial else cal.bond_supply)
-                resid_max = torch.maximum(resid_max, resid.abs().max())
-                r_sum = r_sum + r.mean()
-                if record:
-                    cd = c.detach()
-                    rec["r"].append(r); rec["z"].append(self.z_grid[zi]); rec["B"].append(demand)
-                    rec["C"].append((cd * g).sum(1)); rec["Ey"].append((self.y_j * g).sum(1))
-                    rec["resid"].append(resid)
-                    rec["at_limit"].append(g.view(N, cal.n_b, -1)[:, 0].sum(1))
-                g = young_step(g, lo_b, w_b.detach(), self.P_y, self.y_index)
-            d = young_step(d, lo_b, w_b, self.P_y, self.y_index)
+            u_t, g, d, stats = self._step(c_tab, b_tab, g, d, s_path[t], record)
+            obj = obj + cal.beta ** t * u_t
+            resid_max = torch.maximum(resid_max, stats["resid"].abs().max())
+            r_sum = r_sum + stats["r"].mean()
+            if record:
+                for k in rec:
+                    rec[k].append(stats[k])
         objective = (1 - cal.beta) * obj.mean()
         out: dict[str, Any] = {"price_mean": float(r_sum / T), "residual_max": float(resid_max)}
         if record:
             out.update({k: torch.stack(v) for k, v in rec.items()})
         return objective, {"g": g.detach(), "s": s_path[T]}, out
+
+    # ---------------------------------------------------------------- accuracy
+    @torch.no_grad()
+    def euler_errors(self, state: dict[str, torch.Tensor], n_paths: int = 8):
+        """(log10 |1 - c_euler / c|, histogram) on the first n paths, NaN where constrained.
+
+        c_euler = (beta (1+r) E[u'(c')])^(-1/crra): the expectation runs over y' and the next
+        aggregate state (z' with its clearing price given next period's histogram, or r' in partial
+        equilibrium), with c' interpolated linearly in b'. Returns two [n, J] tensors (errors NaN off the ergodic set).
+        """
+        cal = self.cal
+        _, b_tab = self.tables()
+        g, s = state["g"][:n_paths].to(self.device, self.dtype), state["s"][:n_paths]
+        zi, lo, w = self.prices(b_tab, s, g)
+        r = blend(self.r_grid, lo, w)
+        b_next = b_tab[zi, lo] * (1 - w[:, None]) + b_tab[zi, lo + 1] * w[:, None]
+        c = self.cash[zi] - b_next / (1.0 + r)[:, None]
+        lo_b, w_b = lottery(self.b_grid, b_next, self.locate)
+        g_next = young_step(g, lo_b, w_b, self.P_y, self.y_index)
+        P_exo = self.P_exo64.to(self.device, self.dtype)
+        ny = self.y_grid.numel()
+        emu = torch.zeros_like(c)
+        for s_next in range(P_exo.shape[0]):
+            prob = P_exo[s, s_next]  # [n]
+            if float(prob.max()) == 0.0:
+                continue
+            sv = torch.full_like(s, s_next)
+            zi2, lo2, w2 = self.prices(b_tab, sv, g_next)
+            r2 = blend(self.r_grid, lo2, w2)
+            b2 = b_tab[zi2, lo2] * (1 - w2[:, None]) + b_tab[zi2, lo2 + 1] * w2[:, None]
+            c2 = (self.cash[zi2] - b2 / (1.0 + r2)[:, None]).clamp(min=cal.c_min)
+            mu2 = c2.pow(-cal.crra).view(-1, cal.n_b, ny)  # [n, nb, y']
+            mu_lo = torch.gather(mu2, 1, lo_b.view(-1, self.J, 1).expand(-1, -1, ny))
+            mu_hi = torch.gather(mu2, 1, (lo_b + 1).view(-1, self.J, 1).expand(-1, -1, ny))
+            mu_at = mu_lo * (1 - w_b[..., None]) + mu_hi * w_b[..., None]  # [n, J, y']
+            emu += prob[:, None] * (mu_at * self.P_y[self.y_index]).sum(-1)
+        c_euler = (cal.beta * (1.0 + r)[:, None] * emu).pow(-1.0 / cal.crra)
+        err = torch.log10((c_euler / c - 1.0).abs().clamp(min=1e-16))
+        unconstrained = b_next > cal.borrowing_limit + 1e-6
+        ergodic = g > 1e-7
+        return torch.where(unconstrained & ergodic & (c > cal.c_min), err, torch.full_like(err, float("nan"))), g

@@ -84,7 +84,8 @@ def train(model: Model, progress: Any = None) -> tuple[bool, int, TrainLog, dict
         objective, state, rec = model.rollout(start_state, shocks)
         opt.zero_grad(set_to_none=True)
         (-objective).backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.params, cal.clip_norm)
+        groups = getattr(model, "clip_groups", [model.params])  # HANK: households and firm apart
+        gnorm = sum(float(torch.nn.utils.clip_grad_norm_(grp, cal.clip_norm)) for grp in groups)
         before = [p.detach().clone() for p in model.params]
         opt.step()
         model.project()

@@ -206,6 +206,7 @@ def _build(cls: type, values: Any, prefix: str, base: Any = None) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
+    base = cls() if base is None else base  # nested defaults come from the parent (per-type lr...)
     known = {f.name for f in fields(cls)}
     changes = {}
     for name, value in values.items():
@@ -214,11 +215,9 @@ def _build(cls: type, values: Any, prefix: str, base: Any = None) -> Any:
             raise ConfigError(f"unknown key {key!r}; known keys of {where}: {sorted(known)}")
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            changes[name] = _build(hint, value, key, getattr(base, name) if base is not None else None)
+            changes[name] = _build(hint, value, key, getattr(base, name))
         else:
             changes[name] = _coerce(key, hint, value)
-    if base is None:
-        return cls(**changes)
     return dataclasses.replace(base, **changes)
 
 
@@ -233,6 +232,11 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             raise ConfigError(f"{key} must be an int, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)

@@ -142,15 +142,14 @@ class Curriculum:
         return {"price_low": pl, "price_high": ph, "wage_low": wl, "wage_high": wh, "tax_cap": cap,
                 "theta_factor": self.theta_factor(episode)}
 
-    def masks(self, params, episode: int) -> dict[str, torch.Tensor | None]:
-        """Flat additive masks per type, broadcastable to [E, n, sum(nvec)] (None = unmasked)."""
-        out: dict[str, torch.Tensor | None] = {kind: None for kind in AGENT_TYPES}
+    def masks(self, params, episode: int) -> dict[str, list[torch.Tensor] | None]:
+        """Per-head additive masks per type (None = unmasked); ActorCritic.mask fuses them."""
+        out: dict[str, list[torch.Tensor] | None] = {kind: None for kind in AGENT_TYPES}
         if not self.cfg.masks:
             return out
-        price = range_mask(params.price_grid, *self.price_range(episode))
-        wage = range_mask(params.wage_grid, *self.wage_range(episode))
-        tax = range_mask(params.tax_grid, 0.0, self.tax_cap(episode))
-        dtype = params.dtype
-        out["firm"] = additive_mask(torch.cat([price, wage])).to(dtype)
-        out["government"] = additive_mask(torch.cat([tax, tax])).to(dtype)
+        price = additive_mask(range_mask(params.price_grid, *self.price_range(episode)))
+        wage = additive_mask(range_mask(params.wage_grid, *self.wage_range(episode)))
+        tax = additive_mask(range_mask(params.tax_grid, 0.0, self.tax_cap(episode)))
+        out["firm"] = [price, wage]
+        out["government"] = [tax, tax]
         return out

@@ -97,7 +97,7 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _masks(self, episode: int) -> dict[str, torch.Tensor | None]:
         masks = self.curriculum.masks(self.economy.params, episode)
-        return {k: None if m is None else m.to(self.dtype) for k, m in masks.items()}
+        return {k: self.policies[k].mask(masks[k]) for k in AGENT_TYPES}
 
     def train_iteration(self) -> dict[str, float]:
         """Run episodes_per_iteration episodes (rollout + PPO updates) and return METRIC_KEYS."""
@@ -119,7 +119,8 @@ class Trainer:
             collect_episode(self.economy, self.policies, masks, self.storage,
                             self.curriculum.theta_factor(ep), self.generator, timer,
                             with_entropy={k: not training[k] for k in AGENT_TYPES})
-            checks = []
+            checks: list[torch.Tensor] = []       # [reward means..., then (policy, value) loss pairs]
+            losses: list[torch.Tensor] = []
             for i, kind in enumerate(AGENT_TYPES):
                 buf = self.storage.types[kind]
                 reward_mean = buf.reward.mean()
@@ -136,11 +137,11 @@ class Trainer:
                     loss_sum[i] += stats[:2]
                     entropy_sum[i] += stats[2]
                     n_updates[i] += 1
-                    checks += [stats[0], stats[1]]
+                    losses += [stats[0], stats[1]]
                 else:
                     entropy_sum[i] += buf.entropy.mean()
             stats_sum += self.storage.stats.mean(0)
-            self._check_finite(checks, training)
+            self._check_finite(checks + losses, training)
             self.episode += 1
         self.iteration += 1
         return self._metrics(start, timer, n_episodes, reward_sum, entropy_sum, loss_sum, stats_sum,

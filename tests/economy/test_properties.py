@@ -7,21 +7,27 @@ checked from the step's outputs against its inputs.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from economy_helpers import random_state, sample_actions
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rbc_ray.economy import EconomyConfig, Params, step
+from rbc_ray.economy import Actions, EconomyConfig, Params, initial_state, step
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 RTOL = 1e-9
 
 
 def grid(low: float, high: float, max_size: int = 5):
-    return st.lists(st.floats(low, high, allow_nan=False, allow_infinity=False), min_size=1,
-                    max_size=max_size).map(tuple)
+    """Random grids (any order, repeats allowed) of multiples of 1/8, so every value is exact.
+
+    Near-arithmetic grids of arbitrary floats hit a known lookup bug (see
+    test_near_arithmetic_grid_lookup_returns_grid_values); they are tested there, not here.
+    """
+    value = st.integers(int(low * 8), int(high * 8)).map(lambda k: k / 8)
+    return st.lists(value, min_size=1, max_size=max_size).map(tuple)
 
 
 @st.composite
@@ -193,3 +199,19 @@ def test_everything_finite(case) -> None:
         tensors[f"obs.{kind}"] = res.obs.full(kind)
     for name, value in tensors.items():
         assert bool(torch.isfinite(value).all()), f"{name} has NaN/inf: {value.tolist()}"
+
+
+@pytest.mark.parametrize("name", ["hours_grid", "tax_grid", "demand_grid"])
+def test_near_arithmetic_grid_lookup_returns_grid_values(name: str) -> None:
+    """Actions: an index means exactly that grid value (a descending decimal grid ending at 0)."""
+    grid_values = (0.9, 0.6, 0.3, 0.0)
+    cfg = EconomyConfig(n_consumers=1, n_firms=1, dtype="float64", **{name: grid_values})
+    params = Params.build(cfg)
+    looked_up = params.lookup(name, torch.arange(4)).tolist()
+    assert looked_up == list(grid_values)
+    if name == "hours_grid":  # and the consequence in the step: NaN production and stock
+        actions = Actions(consumer=torch.tensor([[[0, 3, 0]]]), firm=torch.tensor([[[0, 0]]]),
+                          government=torch.tensor([[0, 0]]))
+        nxt, res = step(params, initial_state(params, 1), actions)
+        assert res.accounts.labour.item() == 0.0
+        assert bool(torch.isfinite(nxt.stock).all())

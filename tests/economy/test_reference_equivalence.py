@@ -7,6 +7,8 @@ rbc_ray.economy.reference.ReferenceEconomy, the oracle written from the spec.
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import torch
 from economy_helpers import (assert_record_close, assert_tree_close, batched_record, env_actions, random_state, reset_done,
@@ -77,7 +79,7 @@ def run_against_reference(cfg: EconomyConfig, n_envs: int, n_steps: int, seed: i
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_batched_step_equals_reference(name: str) -> None:
     cfg = EconomyConfig.from_dict({**CASES[name], "dtype": "float64"})
-    run_against_reference(cfg, n_envs=4, n_steps=50, seed=hash(name) % 1000, random_start=True)
+    run_against_reference(cfg, n_envs=4, n_steps=50, seed=zlib.crc32(name.encode()) % 1000, random_start=True)
 
 
 @pytest.mark.parametrize("open_economy", [True, False], ids=["open", "closed"])

@@ -1,0 +1,219 @@
+"""One-asset HANK with Rotemberg pricing, solved by SRL (households and firm trained together).
+
+Households (b >= 0, income y): u = log c - n^(1+1/frisch)/(1+1/frisch),
+    c + b' = (1 + r) b + w y n + T,      T = dividends - r B   (lump sum, mass one of households)
+Policies c = s(b, y, r, w) * cash (s monotone non-increasing in r) and hours n(b, y, r, w).
+Firm: inflation pi = Pi(w, z), trained to maximise discounted real profits with Rotemberg costs
+    (p^(1-eps) - (w/z) p^-eps) Y - theta/2 pi^2 Y, own relative price p moved by own minus aggregate
+    inflation (aggregate detached: the firm is a price taker), which reproduces the forward-looking
+    Phillips curve theta pi_t = eps (w_t/z_t - (eps-1)/eps) + beta theta E[pi_{t+1} Y_{t+1}/Y_t].
+Central bank: 1 + i = R_bar (1+pi)^phi_pi m (Taylor, m a monetary shock); Fisher 1 + r = (1+i)/(1+pi),
+    the realised real return on bonds. Output Y = z L with effective hours L = sum y n g.
+Clearing: the wage w clears the labour market, L = (C + costs)/z, by interpolation on the w grid
+(r and pi follow w through Pi and the Taylor rule); the bond market then clears by Walras' law up to
+interpolation error: the reported bond gap |sum b' g - B| / B.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import grids, policy
+from .config import HANKCalibration
+from .distribution import income_index, lottery, point_mass, young_step
+from .krusell_smith import uniform_bracket
+from .market import bracket
+from .solver import horizon
+
+
+class HANK:
+    """SRL model object for `hank`."""
+
+    def __init__(self, cal: HANKCalibration):
+        self.cal = cal
+        self.device, self.dtype = torch.device(cal.device), getattr(torch, cal.dtype)
+        dev, dt = self.device, self.dtype
+        self.T = horizon(cal.beta, cal.e_trunc)
+        self.b_grid = grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b).to(dev, dt)
+        self.locate = grids.asset_locator(cal.borrowing_limit, cal.b_max, cal.n_b)
+        y, P_y = grids.tauchen(cal.rho_y, cal.sd_y, cal.n_y)
+        self.y_grid, self.P_y = y.to(dev, dt), P_y.to(dev, dt)
+        self.y_dist = grids.stationary(P_y).to(dev, dt)
+        z, P_z = grids.tauchen(cal.rho_z, cal.sd_z, cal.n_z)
+        m, P_m = grids.tauchen(cal.rho_m, cal.sd_m, cal.n_m)
+        self.z_grid, self.m_grid, self.n_z, self.n_m = z.to(dev, dt), m.to(dev, dt), z.numel(), m.numel()
+        self.P_exo64 = torch.kron(P_z, P_m)  # joint (z, m) chain, index s = iz * n_m + im
+        self.r_grid = torch.linspace(cal.r_min, cal.r_max, cal.n_r, dtype=torch.float64).to(dev, dt)
+        self.w_grid = torch.linspace(cal.w_min, cal.w_max, cal.n_w, dtype=torch.float64).to(dev, dt)
+        self.dr = (cal.r_max - cal.r_min) / (cal.n_r - 1)
+        nb, ny = cal.n_b, self.y_grid.numel()
+        self.J = nb * ny
+        self.y_index = income_index(nb, ny, dev)
+        self.b_j = self.b_grid.repeat_interleave(ny)
+        self.y_j = self.y_grid.repeat(nb)
+        self.first, self.incr = policy.to_params(self._initial_share())
+        self.hours = torch.ones(cal.n_w, cal.n_r, self.J, device=dev, dtype=dt, requires_grad=True)
+        mc = self.w_grid[:, None] / self.z_grid[None, :]
+        pi0 = (cal.epsilon / cal.theta) * (mc - (cal.epsilon - 1) / cal.epsilon)
+        self.Pi = pi0.clamp(-cal.pi_max, cal.pi_max).clone().requires_grad_(True)  # [nw, nz]
+        self.params = [self.first, self.incr, self.hours, self.Pi]
+        self.clip_groups = [[self.first, self.incr, self.hours], [self.Pi]]
+
+    def _initial_share(self) -> torch.Tensor:
+        """Log-utility permanent-income guess at unit hours, zero transfers: [nw, J, nr]."""
+        cal = self.cal
+        R = 1.0 + self.r_grid
+        w = self.w_grid[:, None, None]
+        cash = R * self.b_j[None, :, None] + w * self.y_j[None, :, None]
+        human = w * (self.y_dist * self.y_grid).sum() / self.r_grid
+        share = ((1 - cal.beta) * (cash + human) / cash).clamp(1e-3, 1.0)
+        return torch.cummin(share, dim=-1).values
+
+    def project(self) -> None:
+        cal = self.cal
+        policy.project(self.first, self.incr, 0.0, 1.0, decreasing=True)
+        policy.clip_box(self.hours, 0.0, cal.n_max)
+        policy.clip_box(self.Pi, -cal.pi_max, cal.pi_max)
+
+    def utility(self, c: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        k = 1.0 + 1.0 / self.cal.frisch
+        return torch.log(c) - n.pow(k) / k
+
+    # ---------------------------------------------------------------- one period
+    def _node_actions(self, share_tab, hours_tab, k, lo_r, a_r):
+        """Share and hours at w nodes k with r interpolated (lo_r, a_r): [..., J]."""
+        a = a_r[..., None]
+        s = share_tab[k, lo_r] * (1 - a) + share_tab[k, lo_r + 1] * a
+        n = hours_tab[k, lo_r] * (1 - a) + hours_tab[k, lo_r + 1] * a
+        return s, n
+
+    def equilibrium(self, share_tab, hours_tab, Pi, g, s) -> dict[str, torch.Tensor]:
+        """Clear the labour market on the w grid for paths with histograms g and exogenous states s.
+
+        Returns prices (detached), household actions (differentiable in the tables), the firm's
+        own inflation (differentiable in Pi) and aggregates.
+        """
+        cal = self.cal
+        zi, mi = s // self.n_m, s % self.n_m
+        z, m = self.z_grid[zi], self.m_grid[mi]
+        N = g.shape[0]
+        with torch.no_grad():
+            pi_k = Pi.detach()[:, zi].T  # [N, nw]
+            r_k = cal.R_bar * (1 + pi_k).pow(cal.phi_pi - 1) * m[:, None] - 1
+            lo_r, a_r = uniform_bracket(cal.r_min, self.dr, cal.n_r, r_k)
+            k = torch.arange(cal.n_w, device=g.device).expand(N, -1)
+            S, H = self._node_actions(share_tab.detach(), hours_tab.detach(), k, lo_r, a_r)
+            yg = (self.y_j * g)[:, :, None]
+            L_k = torch.bmm(H, yg).squeeze(-1)
+            cost_k = 1 - cal.theta / 2 * pi_k.pow(2)
+            T_k = L_k * (z[:, None] * cost_k - self.w_grid) - r_k * cal.bond_supply
+            C_k = ((1 + r_k) * torch.bmm(S, (self.b_j * g)[:, :, None]).squeeze(-1)
+                   + self.w_grid * torch.bmm(S * H, yg).squeeze(-1)
+                   + T_k * torch.bmm(S, g[:, :, None]).squeeze(-1))
+            excess_supply = L_k - C_k / (z[:, None] * cost_k)
+            lo, om = bracket(excess_supply, 0.0)
+            rows = torch.arange(N, device=g.device)
+            lo_hi = torch.stack([lo, lo + 1], 1)  # [N, 2]
+            wts = torch.stack([1 - om, om], 1)
+            pi_star = (pi_k[rows[:, None], lo_hi] * wts).sum(1)
+            r_star = (r_k[rows[:, None], lo_hi] * wts).sum(1)
+            w_star = (self.w_grid[lo_hi] * wts).sum(1)
+        s2, n2 = self._node_actions(share_tab, hours_tab, lo_hi, lo_r[rows[:, None], lo_hi],
+                                    a_r[rows[:, None], lo_hi])
+        share = (s2 * wts[..., None]).sum(1)
+        hours = (n2 * wts[..., None]).sum(1)
+        with torch.no_grad():
+            L = (self.y_j * hours.detach() * g).sum(1)
+            Y = z * L
+            T = L * (z * (1 - cal.theta / 2 * pi_star.pow(2)) - w_star) - r_star * cal.bond_supply
+        cash = (1 + r_star)[:, None] * self.b_j + w_star[:, None] * self.y_j * hours + T[:, None]
+        c = torch.minimum((share * cash).clamp(min=cal.c_min), cash - cal.borrowing_limit)
+        pi_own = (Pi[lo_hi, zi[:, None]] * wts).sum(1)
+        return dict(r=r_star, w=w_star, pi=pi_star, z=z, L=L, Y=Y, T=T, c=c, n=hours,
+                    b_next=cash - c, pi_own=pi_own)
+
+    # ---------------------------------------------------------------- simulation
+    def initial_state(self) -> dict[str, torch.Tensor]:
+        N = self.cal.n_paths
+        g = point_mass(self.b_grid, self.cal.bond_supply, self.y_dist).expand(N, self.J).clone()
+        mid = (self.n_z // 2) * self.n_m + self.n_m // 2
+        return {"g": g, "s": torch.full((N,), mid, dtype=torch.long)}
+
+    def draw_shocks(self, state, gen):
+        return {"s": grids.simulate_chain(self.P_exo64, state["s"].cpu(), self.T + 1, gen).to(self.device)}
+
+    def tables(self):
+        return policy.to_values(self.first, self.incr).transpose(1, 2), self.hours
+
+    def rollout(self, state, shocks, record: bool = False):
+        cal, T = self.cal, self.T
+        share_tab, hours_tab = self.tables()
+        g = state["g"].to(self.device, self.dtype)
+        N = g.shape[0]
+        d = torch.full_like(g, 1.0 / self.J)
+        s_path = shocks["s"]
+        hh = torch.zeros(N, device=self.device, dtype=self.dtype)
+        firm = torch.zeros(N, device=self.device, dtype=self.dtype)
+        log_p = torch.zeros(N, device=self.device, dtype=self.dtype)
+        keys = ("r", "w", "pi", "z", "Y", "L", "C", "B", "bond_gap", "resid", "at_limit")
+        rec: dict[str, list] = {k: [] for k in keys}
+        gap_max = torch.zeros((), device=self.device, dtype=self.dtype)
+        w_sum = torch.zeros((), device=self.device, dtype=self.dtype)
+        for t in range(T):
+            eq = self.equilibrium(share_tab, hours_tab, self.Pi, g, s_path[t])
+            hh = hh + cal.beta ** t * (d * self.utility(eq["c"], eq["n"])).sum(1)
+            log_p = log_p + torch.log1p(eq["pi_own"]) - torch.log1p(eq["pi_own"].detach())
+            p = torch.exp(log_p)
+            mc = eq["w"] / eq["z"]
+            profit = (p.pow(1 - cal.epsilon) - mc * p.pow(-cal.epsilon)
+                      - cal.theta / 2 * eq["pi_own"].pow(2)) * eq["Y"]
+            firm = firm + cal.beta ** t * profit
+            lo_b, w_b = lottery(self.b_grid, eq["b_next"], self.locate)
+            with torch.no_grad():
+                B = (eq["b_next"].detach() * g).sum(1)
+                gap = (B - cal.bond_supply) / cal.bond_supply
+                gap_max = torch.maximum(gap_max, gap.abs().max())
+                w_sum = w_sum + eq["w"].mean()
+                if record:
+                    vals = dict(r=eq["r"], w=eq["w"], pi=eq["pi"], z=eq["z"], Y=eq["Y"], L=eq["L"],
+                                C=(eq["c"].detach() * g).sum(1), B=B, bond_gap=gap, resid=gap,
+                                at_limit=g.view(N, cal.n_b, -1)[:, 0].sum(1))
+                    for k in keys:
+                        rec[k].append(vals[k])
+                g = young_step(g, lo_b, w_b.detach(), self.P_y, self.y_index)
+            d = young_step(d, lo_b, w_b, self.P_y, self.y_index)
+        objective = (1 - cal.beta) * (hh.mean() + firm.mean())
+        out: dict[str, Any] = {"price_mean": float(w_sum / T), "residual_max": float(gap_max)}
+        if record:
+            out.update({k: torch.stack(v) for k, v in rec.items()})
+        return objective, {"g": g.detach(), "s": s_path[T]}, out
+
+    # ---------------------------------------------------------------- accuracy
+    @torch.no_grad()
+    def euler_errors(self, state, n_paths: int = 8):
+        """(log10 |1 - c_euler/c|, histogram) [n, J]; c_euler = 1 / (beta E[(1+r') / c'])."""
+        cal = self.cal
+        share_tab, hours_tab = self.tables()
+        g, s = state["g"][:n_paths].to(self.device, self.dtype), state["s"][:n_paths]
+        eq = self.equilibrium(share_tab, hours_tab, self.Pi, g, s)
+        c, b_next = eq["c"], eq["b_next"]
+        lo_b, w_b = lottery(self.b_grid, b_next, self.locate)
+        g_next = young_step(g, lo_b, w_b, self.P_y, self.y_index)
+        P = self.P_exo64.to(self.device, self.dtype)
+        ny = self.y_grid.numel()
+        emu = torch.zeros_like(c)
+        for s_next in range(P.shape[0]):
+            prob = P[s, s_next]
+            if float(prob.max()) < 1e-12:
+                continue
+            eq2 = self.equilibrium(share_tab, hours_tab, self.Pi, g_next, torch.full_like(s, s_next))
+            mu2 = ((1 + eq2["r"])[:, None] / eq2["c"]).view(-1, cal.n_b, ny)
+            idx = lo_b.view(-1, self.J, 1).expand(-1, -1, ny)
+            mu_at = torch.gather(mu2, 1, idx) * (1 - w_b[..., None]) + torch.gather(mu2, 1, idx + 1) * w_b[..., None]
+            emu += prob[:, None] * (mu_at * self.P_y[self.y_index]).sum(-1)
+        c_euler = 1.0 / (cal.beta * emu)
+        err = torch.log10((c_euler / c - 1.0).abs().clamp(min=1e-16))
+        ok = (b_next > cal.borrowing_limit + 1e-6) & (g > 1e-7) & (c > cal.c_min)
+        return torch.where(ok, err, torch.full_like(err, float("nan"))), g

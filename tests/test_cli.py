@@ -1,0 +1,69 @@
+"""The `rbc-ray` command as a user runs it: errors exit 2 naming the problem; train, sweep, bench."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = str(ROOT / "tune_configs" / "open_rbc_smoke.yaml")
+
+
+def rbc_ray(*args, timeout=600):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "rbc_ray.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env=env)
+
+
+def test_unknown_override_key_is_named_and_exits_2():
+    r = rbc_ray("train", SMOKE, "--set", "train.no_such_key=3")
+    assert r.returncode == 2, r.stderr
+    assert "train.no_such_key" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_override_value_is_named():
+    r = rbc_ray("train", SMOKE, "--set", "economy.n_firms=-2")
+    assert r.returncode == 2, r.stderr
+    assert "n_firms" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_experiment_file():
+    r = rbc_ray("train", "tune_configs/does_not_exist.yaml")
+    assert r.returncode == 2
+    assert "does_not_exist.yaml" in r.stderr
+
+
+def test_bench_env_json_tiny():
+    r = rbc_ray("bench", "env", "--json", "--quick", "--compile", "off", "--envs", "4")
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    (case,) = out["cases"]
+    assert case["n_envs"] == 4 and case["n_consumers"] == 100 and case["n_firms"] == 10
+    assert case["agents"] == 111 and case["device"] == "cpu"
+    assert case["agent_steps_per_s"] > 0 and case["speedup_vs_reference_loop"] > 0
+    assert case["speedup_vs_rllib_env"] > 0
+    assert out["hardware"]["torch"]
+
+
+def test_train_writes_metrics_plots_checkpoint_and_config(tmp_path):
+    out = tmp_path / "run"
+    r = rbc_ray("train", SMOKE, "--out", str(out), "--set", "train.seed=3")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"results go to {out}" in r.stdout
+    assert "agent-steps/s" in r.stdout  # the live progress lines
+    from rbc_ray.results import load
+
+    table = load(out)
+    assert table.num_rows >= 1
+    for col in ("iteration", "episodes", "agent_steps_per_s", "reward_consumer", "reward_firm",
+                "reward_government", "mean_price", "mean_wage"):
+        assert col in table.column_names
+    assert table.column("iteration").to_pylist() == list(range(1, table.num_rows + 1))
+    assert (out / "plots" / "training.png").exists()
+    assert (out / "config.yaml").read_text().count("seed: 3") == 1
+    ckpts = list((out / "tune").rglob("trainer.pt"))
+    assert ckpts, "a checkpoint with the trainer state is written at the end"

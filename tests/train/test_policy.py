@@ -1,0 +1,113 @@
+"""ActorCritic: shapes, masks, factorised log-probs, and the shared global first-layer product."""
+
+import pytest
+import torch
+
+from rbc_ray.economy import Economy, EconomyConfig, action_nvec, obs_sizes
+from rbc_ray.policies import ActorCritic
+
+
+def _net(kind="consumer", n_firms=3, hidden=(16, 16), seed=0):
+    cfg = EconomyConfig(n_consumers=5, n_firms=n_firms)
+    sizes, nvec = obs_sizes(cfg), action_nvec(cfg)
+    torch.manual_seed(seed)
+    return cfg, ActorCritic(sizes["global"], sizes[kind] - sizes["global"], nvec[kind], hidden)
+
+
+@pytest.mark.parametrize("kind", ["consumer", "firm", "government"])
+def test_global_sharing_equals_naive_full_observation(kind):
+    cfg, net = _net(kind, hidden=(32, 32))
+    with torch.no_grad():  # make the logits non-trivial
+        net.logits.weight.normal_()
+    econ = Economy(cfg, n_envs=4, seed=0)
+    obs = econ.reset()
+    for _ in range(3):
+        obs = econ.step(econ.random_actions()).obs
+    logits, value = net(obs.global_, obs.own(kind))
+    logits_n, value_n = net.forward_naive(obs.full(kind))
+    n = obs.own(kind).shape[1]
+    assert logits.shape == (4, n, max(action_nvec(cfg)[kind]), len(action_nvec(cfg)[kind]))
+    assert value.shape == (4, n)
+    torch.testing.assert_close(logits, logits_n, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(value, value_n, atol=1e-5, rtol=1e-5)
+
+
+def test_log_prob_is_sum_of_head_log_probs_and_entropy_sum_of_head_entropies():
+    cfg, net = _net("consumer")
+    nvec = net.nvec
+    with torch.no_grad():
+        net.logits.weight.normal_()
+    g, own = torch.randn(3, obs_sizes(cfg)["global"]), torch.randn(3, 5, net.first_own.in_features)
+    logits, _ = net(g, own)
+    actions, logp_sample = net.sample(logits, net.mask())
+    assert actions.shape == (3, 5, len(nvec))
+    logp, ent = net.log_prob_entropy(logits, net.mask(), actions)
+    torch.testing.assert_close(logp, logp_sample, atol=1e-5, rtol=1e-5)
+    want_lp, want_ent = 0.0, 0.0
+    for h, k in enumerate(nvec):
+        dist = torch.distributions.Categorical(logits=logits[..., :k, h])
+        want_lp = want_lp + dist.log_prob(actions[..., h])
+        want_ent = want_ent + dist.entropy()
+    torch.testing.assert_close(logp, want_lp, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ent, want_ent, atol=1e-4, rtol=1e-5)
+
+
+def test_actions_stay_in_range_and_masked_choices_are_never_sampled():
+    cfg, net = _net("firm")
+    with torch.no_grad():
+        net.logits.bias.copy_(torch.linspace(-3, 3, net.logits.bias.numel()))
+    allowed_price = torch.tensor([False, True, False, True, False, False])
+    head_masks = [torch.where(allowed_price, 0.0, -1e9), None]
+    mask = net.mask(head_masks)
+    g = torch.randn(64, obs_sizes(cfg)["global"])
+    own = torch.randn(64, 3, net.first_own.in_features)
+    gen = torch.Generator().manual_seed(0)
+    seen = torch.zeros(6, dtype=torch.long)
+    for _ in range(20):
+        a, _ = net.sample(net(g, own)[0], mask, gen)
+        assert int(a[..., 1].max()) < net.nvec[1]  # wage head: 5 choices, the padding slot is never drawn
+        seen += torch.bincount(a[..., 0].flatten(), minlength=6)
+    assert seen[~allowed_price].sum() == 0
+    assert (seen[allowed_price] > 0).all()
+
+
+def test_sampling_frequencies_match_probabilities():
+    _, net = _net("government", hidden=(4,))
+    logits = torch.tensor([0.0, 1.0, -1.0, 2.0, 0.5, -2.0])[:, None].expand(20000, 1, 6, 2)
+    gen = torch.Generator().manual_seed(1)
+    a, _ = net.sample(logits, None, gen)
+    freq = torch.bincount(a[..., 0].flatten(), minlength=6).double() / 20000
+    torch.testing.assert_close(freq, torch.softmax(logits[0, 0, :, 0].double(), -1), atol=0.015, rtol=0)
+
+
+def test_mask_shapes_broadcast_per_env():
+    _, net = _net("firm")
+    per_env = torch.zeros(4, 1, 6)
+    per_env[0, 0, 0] = -1e9
+    m = net.mask([per_env, None])
+    assert m.shape == (4, 1, 6, 2)
+    assert m[0, 0, 0, 0] == -1e9 and m[1, 0, 0, 0] == 0 and m[2, 0, 5, 1] == -1e9
+    with pytest.raises(ValueError):
+        net.mask([torch.zeros(5), None])
+
+
+def test_hand_written_backward_matches_autograd():
+    _, net = _net("consumer")
+    torch.manual_seed(3)
+    logits = torch.randn(4, 5, net.width, net.n_heads, dtype=torch.float64, requires_grad=True)
+    actions = torch.stack([torch.randint(0, k, (4, 5)) for k in net.nvec], dim=-1)
+    mask = net.mask().double()
+    w1, w2 = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    logp, ent = net.log_prob_entropy(logits, mask, actions)
+    (logp * w1 + ent * w2).sum().backward()
+    fast = logits.grad.clone()
+    logits.grad = None
+    lp = torch.log_softmax(logits + mask, -2)
+    ref_logp = lp.gather(-2, actions.unsqueeze(-2)).squeeze(-2).sum(-1)
+    ref_ent = -(lp.exp() * lp).sum((-1, -2))
+    torch.testing.assert_close(logp, ref_logp)
+    torch.testing.assert_close(ent, ref_ent)
+    (ref_logp * w1 + ref_ent * w2).sum().backward()
+    torch.testing.assert_close(fast, logits.grad)
+    small = logits.detach()[:1, :2].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: net.log_prob_entropy(x, mask, actions[:1, :2]), (small,))
