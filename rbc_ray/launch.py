@@ -219,7 +219,8 @@ def _write_summary(grid, out_dir: Path) -> None:
 
     rows = []
     for result in grid:
-        row = {"trial_id": result.metrics.get("trial_id", ""), "error": str(result.error or "")}
+        row = {"trial_id": result.metrics.get("trial_id", ""), "error": str(result.error or ""),
+               "node_ip": result.metrics.get("node_ip", "")}
         row.update({f"set.{k}": json.dumps(v) for k, v in (result.config or {}).get("set", {}).items()})
         row.update({k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))})
         rows.append(row)

@@ -60,7 +60,7 @@ class Params:
         if arith is None:
             return getattr(self, name)[index]
         start, stride = arith
-        value = index.to(self.dtype)
+        value = index.to(self.dtype, memory_format=torch.contiguous_format)
         if stride != 1.0:
             value = value * stride
         if start != 0.0:

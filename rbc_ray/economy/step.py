@@ -66,30 +66,31 @@ def step(params: Params, state: State, actions: Actions,
     cfg = params.cfg
     n_firms = cfg.n_firms
     price, wage, stock = state.price, state.wage, state.stock
-    demand = params.lookup("demand_grid", actions.consumer[..., :n_firms])  # [E, N, F]
+    # Goods are laid out firm-major, [E, F, N]: sums over firms then run over whole rows of consumers
+    # (vectorised), and in-place ops reuse one buffer; both matter on CPU, where this block dominates.
+    demand = params.lookup("demand_grid", actions.consumer[..., :n_firms].transpose(1, 2))  # [E, F, N]
     hours = params.lookup("hours_grid", actions.consumer[..., n_firms])     # [E, N]
     employer = actions.consumer[..., n_firms + 1]                  # [E, N]
 
     # 1 consumers scale demand to their budget
-    cost = (demand * price.unsqueeze(1)).sum(-1)                   # [E, N]
+    cost = (demand * price.unsqueeze(-1)).sum(1)                   # [E, N]
     budget = state.consumer_budget
     over = (cost > 0) & (cost > budget)
-    scale = torch.where(over, budget.clamp(min=0) / torch.where(over, cost, torch.ones_like(cost)),
-                        torch.ones_like(cost))
+    scale = torch.where(over, budget.clamp(min=0) / torch.where(over, cost, 1.0), 1.0)
     # 2 total demand and hours per firm
-    total_demand = (demand * scale.unsqueeze(-1)).sum(1)           # [E, F]
+    wanted = demand.mul_(scale.unsqueeze(1))                       # [E, F, N], budget-feasible
+    total_demand = wanted.sum(-1)                                  # [E, F]
     labour = torch.zeros_like(price).scatter_add_(1, employer, hours)
     # 3 rationing: an overdemanded good is shared pro rata, and the whole stock is sold
     rationed = (total_demand > 0) & (total_demand > stock)
-    ration = torch.where(rationed, stock / torch.where(rationed, total_demand, torch.ones_like(stock)),
-                         torch.ones_like(stock))
+    ration = torch.where(rationed, stock / torch.where(rationed, total_demand, 1.0), 1.0)
     sold = torch.where(rationed, stock, total_demand)
     # 4 consumers receive goods, utility, income tax
-    consumed = demand * (scale.unsqueeze(-1) * ration.unsqueeze(1))
-    spending = (consumed * price.unsqueeze(1)).sum(-1)
+    consumed = wanted.mul_(ration.unsqueeze(-1))                   # [E, F, N]
+    spending = (consumed * price.unsqueeze(-1)).sum(1)
     one_minus_eta = 1.0 - cfg.eta
     # (c + 1)^(1 - eta) as exp((1 - eta) log(c + 1)): same value, about 3x faster than pow on CPU
-    utility = (torch.exp(torch.log(consumed + 1.0) * one_minus_eta).sum(-1) - n_firms) / one_minus_eta
+    utility = ((consumed + 1.0).log_().mul_(one_minus_eta).exp_().sum(1) - n_firms) / one_minus_eta
     theta_eff = params.theta.unsqueeze(0) * state.theta_factor.unsqueeze(1)
     effort = hours if cfg.labour_disutility == "linear" else hours * hours
     consumer_reward = utility - 0.5 * theta_eff * effort
@@ -147,7 +148,7 @@ def step(params: Params, state: State, actions: Actions,
         theta_factor=state.theta_factor,
     )
     accounts = Accounts(
-        consumed=consumed, consumer_spending=spending, labour_income=labour_income, hours=hours,
+        consumed=consumed.transpose(1, 2), consumer_spending=spending, labour_income=labour_income, hours=hours,
         units_sold=sold, exported=exported, produced=produced, labour=labour, firm_revenue=revenue,
         wage_bill=wage_bill, investment=investment, profit=profit, income_tax=income_tax_total,
         corporate_tax=corp_tax_total, taxes=taxes, lump_sum=lump_sum,

@@ -29,9 +29,11 @@ def _phase_starts(cols: dict) -> list[tuple[float, str]]:
         flag = cols.get(f"training_{kind}")
         if flag is None:
             continue
-        for ep, prev, now in zip(cols["episodes"][1:], flag[:-1], flag[1:]):
+        # a row covers the episodes since the previous row; a flag first set in a row means the type
+        # started training inside it, at the latest at the previous row's episode count
+        for start, prev, now in zip(cols["episodes"][:-1], flag[:-1], flag[1:]):
             if prev < 0.5 <= now:
-                marks.append((ep, f"{kind} trains"))
+                marks.append((start, f"{kind} trains"))
                 break
     return marks
 

@@ -110,4 +110,6 @@ def solve(model: str, overrides: Mapping[str, Any] | None = None, smoke: bool = 
         res.mean_inflation = float(paths["pi"].double().mean())
         res.extra["bond_gap_mean"] = float(paths["bond_gap"].abs().double().mean())
         res.extra["bond_gap_max"] = float(paths["bond_gap"].abs().max())
+        res.extra["labour_gap_mean"] = float(paths["labour_gap"].abs().double().mean())
+        res.extra["labour_gap_max"] = float(paths["labour_gap"].abs().max())
     return res

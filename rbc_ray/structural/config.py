@@ -147,13 +147,17 @@ class HANKCalibration(SolverSettings):
     r_min: float = 0.01
     r_max: float = 0.04
     n_r: int = 30
-    w_min: float = 0.7
-    w_max: float = 1.0
+    w_min: float = 0.55
+    """Deviation from the spec's [0.7, 1.0]: with sd_z = 0.07 our clearing wage leaves that range
+    (about 0.75-1.1 along simulated paths); --set w_min=0.7 --set w_max=1.0 restores the spec grid."""
+    w_max: float = 1.25
     n_w: int = 30
     n_max: float = 3.0
     """Upper bound on hours."""
-    pi_max: float = 0.2
+    pi_max: float = 0.1
     """Bound on |inflation| of the firm policy."""
+    w_extrapolate: float = 1.0
+    """Grid steps the clearing may extrapolate beyond the w grid (0: clamp to the grid)."""
 
 
 CALIBRATION_TYPES = {
@@ -174,7 +178,7 @@ _SMOKE_SIZES: dict[str, dict[str, Any]] = {
     "huggett-pe": dict(n_b=60, n_r=10, n_paths=32, max_epochs=150, warmup=20, decay_epochs=40),
     "huggett": dict(n_b=60, n_r=10, n_z=7, n_paths=32, max_epochs=150, warmup=20, decay_epochs=40),
     "ks": dict(n_b=50, n_r=10, n_w=10, n_z=7, n_paths=32, max_epochs=150, warmup=20, decay_epochs=40),
-    "hank": dict(n_b=40, n_r=8, n_w=10, n_z=5, n_m=3, n_paths=16, max_epochs=120, warmup=20,
+    "hank": dict(n_b=40, n_r=8, n_w=14, n_z=7, n_m=3, n_paths=16, max_epochs=120, warmup=20,
                  decay_epochs=40),
 }
 SMOKE: dict[str, SolverSettings] = {m: replace(PRESETS[m], **kw) for m, kw in _SMOKE_SIZES.items()}
@@ -182,7 +186,7 @@ SMOKE: dict[str, SolverSettings] = {m: replace(PRESETS[m], **kw) for m, kw in _S
 _POSITIVE_INT = {"n_b", "n_y", "n_z", "n_r", "n_w", "n_m", "n_paths", "max_epochs", "decay_epochs"}
 _NONNEG_INT = {"warmup", "min_epochs", "threads", "seed"}
 _UNIT_OPEN = {"beta", "e_trunc", "lr_decay", "alpha"}
-_NONNEG = {"sd_y", "sd_z", "sd_m", "sd_r", "delta"}
+_NONNEG = {"sd_y", "sd_z", "sd_m", "sd_r", "delta", "w_extrapolate"}
 _POSITIVE = {"lr", "clip_norm", "e_converge", "c_min", "crra", "b_max", "theta", "epsilon",
              "frisch", "R_bar", "n_max", "pi_max", "phi_pi"}
 _CORR = {"rho_y", "rho_z", "rho_m", "rho_r"}

@@ -91,15 +91,21 @@ def stationary_histogram(b_grid, b_next, P_y, tol=1e-13, max_iter=100_000) -> to
     return (g / g.sum()).view(nb, ny)
 
 
-def _household(cal, r, w):
-    """Grids plus the EGM policy and stationary distribution at prices (r, w)."""
+def _household(cal, r, w, n_fine: int = 1000):
+    """Grids plus the EGM policy and stationary distribution at prices (r, w).
+
+    The policy is solved on a fine grid (max(n_fine, 5 n_b) nodes, same double-exponential shape) and
+    read off at the histogram nodes, so the only discretisation shared with SRL is the histogram's.
+    """
     b_grid = grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b)
+    fine = grids.asset_grid(cal.borrowing_limit, cal.b_max, max(n_fine, 5 * cal.n_b))
     y, P_y = grids.tauchen(cal.rho_y, cal.sd_y, cal.n_y)
     if hasattr(cal, "alpha"):  # Krusell-Smith: c + k' = (1+r) k + w y
         R, price_b, inc = 1.0 + r, 1.0, w * y
     else:  # Huggett: c + b'/(1+r) = b + y
         R, price_b, inc = 1.0, 1.0 / (1.0 + r), y
-    c = egm_policy(b_grid, inc, P_y, R, price_b, cal.beta, cal.crra, cal.borrowing_limit)
+    c_fine = egm_policy(fine, inc, P_y, R, price_b, cal.beta, cal.crra, cal.borrowing_limit)
+    c = torch.stack([_interp(b_grid, fine, c_fine[:, j]) for j in range(y.numel())], 1)
     b_next = (R * b_grid[:, None] + inc[None, :] - c) / price_b
     dist = stationary_histogram(b_grid, b_next, P_y)
     return b_grid, y, c, b_next, dist

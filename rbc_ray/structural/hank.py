@@ -2,7 +2,8 @@
 
 Households (b >= 0, income y): u = log c - n^(1+1/frisch)/(1+1/frisch),
     c + b' = (1 + r) b + w y n + T,      T = dividends - r B   (lump sum, mass one of households)
-Policies c = s(b, y, r, w) * cash (s monotone non-increasing in r) and hours n(b, y, r, w).
+Policies c = s(b, y, r, w) * cash (s monotone non-increasing in r) and hours n(b, y, r, w)
+(monotone non-decreasing in w).
 Firm: inflation pi = Pi(w, z), trained to maximise discounted real profits with Rotemberg costs
     (p^(1-eps) - (w/z) p^-eps) Y - theta/2 pi^2 Y, own relative price p moved by own minus aggregate
     inflation (aggregate detached: the firm is a price taker), which reproduces the forward-looking
@@ -10,8 +11,12 @@ Firm: inflation pi = Pi(w, z), trained to maximise discounted real profits with 
 Central bank: 1 + i = R_bar (1+pi)^phi_pi m (Taylor, m a monetary shock); Fisher 1 + r = (1+i)/(1+pi),
     the realised real return on bonds. Output Y = z L with effective hours L = sum y n g.
 Clearing: the wage w clears the labour market, L = (C + costs)/z, by interpolation on the w grid
-(r and pi follow w through Pi and the Taylor rule); the bond market then clears by Walras' law up to
-interpolation error: the reported bond gap |sum b' g - B| / B.
+(r and pi follow w through Pi and the Taylor rule), written in its goods-market form
+z (1 - theta/2 pi^2) L - C = 0 node by node. Households act at the two bracketing nodes (each node's
+budget holds) and blend consumption, hours and savings with the clearing weights, so the bond market
+clears by Walras' law: the bond gap (sum b' g - B) / B is nonzero only where the clearing wage leaves
+the (extrapolated) grid or the lottery clamps. The labour gap, labour supplied minus labour needed at
+the *cleared* prices and inflation, measures the interpolation error itself.
 """
 
 from __future__ import annotations
@@ -53,13 +58,14 @@ class HANK:
         self.y_index = income_index(nb, ny, dev)
         self.b_j = self.b_grid.repeat_interleave(ny)
         self.y_j = self.y_grid.repeat(nb)
-        self.first, self.incr = policy.to_params(self._initial_share())
-        self.hours = torch.ones(cal.n_w, cal.n_r, self.J, device=dev, dtype=dt, requires_grad=True)
+        share0 = self._initial_share()  # [nw, J, nr]
+        self.first, self.incr = policy.to_params(share0)
+        self.h_first, self.h_incr = policy.to_params(self._initial_hours(share0).permute(1, 2, 0))
         mc = self.w_grid[:, None] / self.z_grid[None, :]
         pi0 = (cal.epsilon / cal.theta) * (mc - (cal.epsilon - 1) / cal.epsilon)
-        self.Pi = pi0.clamp(-cal.pi_max, cal.pi_max).clone().requires_grad_(True)  # [nw, nz]
-        self.params = [self.first, self.incr, self.hours, self.Pi]
-        self.clip_groups = [[self.first, self.incr, self.hours], [self.Pi]]
+        self.pi_first, self.pi_incr = policy.to_params(pi0.clamp(-cal.pi_max, cal.pi_max).T.contiguous())
+        self.params = [self.first, self.incr, self.h_first, self.h_incr, self.pi_first, self.pi_incr]
+        self.clip_groups = [[self.first, self.incr, self.h_first, self.h_incr], [self.pi_first, self.pi_incr]]
 
     def _initial_share(self) -> torch.Tensor:
         """Log-utility permanent-income guess at unit hours, zero transfers: [nw, J, nr]."""
@@ -71,15 +77,25 @@ class HANK:
         share = ((1 - cal.beta) * (cash + human) / cash).clamp(1e-3, 1.0)
         return torch.cummin(share, dim=-1).values
 
+    def _initial_hours(self, share0: torch.Tensor) -> torch.Tensor:
+        """Intratemporal optimum n = (w y / c)^frisch at the initial consumption (unit-hours cash),
+        so that effective labour supply rises with w from the first epoch: [nw, nr, J]."""
+        cal = self.cal
+        w = self.w_grid[:, None, None]
+        cash = (1.0 + self.r_grid) * self.b_j[None, :, None] + w * self.y_j[None, :, None]
+        c0 = (share0 * cash).clamp(min=cal.c_min)
+        n0 = (w * self.y_j[None, :, None] / c0).pow(cal.frisch).clamp(0.05, cal.n_max)
+        return n0.transpose(1, 2).contiguous()
+
     def project(self) -> None:
         cal = self.cal
         policy.project(self.first, self.incr, 0.0, 1.0, decreasing=True)
-        policy.clip_box(self.hours, 0.0, cal.n_max)
-        policy.clip_box(self.Pi, -cal.pi_max, cal.pi_max)
+        policy.project(self.h_first, self.h_incr, 0.0, cal.n_max, decreasing=False)
+        policy.project(self.pi_first, self.pi_incr, -cal.pi_max, cal.pi_max, decreasing=False)
 
     def utility(self, c: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         k = 1.0 + 1.0 / self.cal.frisch
-        return torch.log(c) - n.pow(k) / k
+        return torch.log(c.clamp(min=self.cal.c_min)) - n.pow(k) / k
 
     # ---------------------------------------------------------------- one period
     def _node_actions(self, share_tab, hours_tab, k, lo_r, a_r):
@@ -112,27 +128,35 @@ class HANK:
             C_k = ((1 + r_k) * torch.bmm(S, (self.b_j * g)[:, :, None]).squeeze(-1)
                    + self.w_grid * torch.bmm(S * H, yg).squeeze(-1)
                    + T_k * torch.bmm(S, g[:, :, None]).squeeze(-1))
-            excess_supply = L_k - C_k / (z[:, None] * cost_k)
-            lo, om = bracket(excess_supply, 0.0)
+            excess_supply = z[:, None] * cost_k * L_k - C_k  # = z cost (L - labour demand): same root
+            lo, om = bracket(excess_supply, 0.0, extrapolate=cal.w_extrapolate)
             rows = torch.arange(N, device=g.device)
             lo_hi = torch.stack([lo, lo + 1], 1)  # [N, 2]
             wts = torch.stack([1 - om, om], 1)
             pi_star = (pi_k[rows[:, None], lo_hi] * wts).sum(1)
             r_star = (r_k[rows[:, None], lo_hi] * wts).sum(1)
             w_star = (self.w_grid[lo_hi] * wts).sum(1)
+            T2 = T_k[rows[:, None], lo_hi]  # [N, 2]
+            r2 = r_k[rows[:, None], lo_hi]
+            w2 = self.w_grid[lo_hi]
+        # actions at the two bracketing nodes (node prices and transfers), then blended linearly, so
+        # that aggregate hours and consumption are exactly the interpolated clearing schedule
         s2, n2 = self._node_actions(share_tab, hours_tab, lo_hi, lo_r[rows[:, None], lo_hi],
                                     a_r[rows[:, None], lo_hi])
-        share = (s2 * wts[..., None]).sum(1)
+        cash2 = (1 + r2)[..., None] * self.b_j + w2[..., None] * self.y_j * n2 + T2[..., None]
+        c2 = torch.minimum((s2 * cash2).clamp(min=cal.c_min), cash2 - cal.borrowing_limit)
+        c = (c2 * wts[..., None]).sum(1)
         hours = (n2 * wts[..., None]).sum(1)
+        b_next = ((cash2 - c2) * wts[..., None]).sum(1)  # each node's budget holds; blended like c, n
         with torch.no_grad():
             L = (self.y_j * hours.detach() * g).sum(1)
             Y = z * L
-            T = L * (z * (1 - cal.theta / 2 * pi_star.pow(2)) - w_star) - r_star * cal.bond_supply
-        cash = (1 + r_star)[:, None] * self.b_j + w_star[:, None] * self.y_j * hours + T[:, None]
-        c = torch.minimum((share * cash).clamp(min=cal.c_min), cash - cal.borrowing_limit)
+            C = (c.detach() * g).sum(1)
+            # accuracy at the cleared prices themselves (not node by node): labour supplied vs needed
+            labour_gap = (L - C / (z * (1 - cal.theta / 2 * pi_star.pow(2)))) / L
         pi_own = (Pi[lo_hi, zi[:, None]] * wts).sum(1)
-        return dict(r=r_star, w=w_star, pi=pi_star, z=z, L=L, Y=Y, T=T, c=c, n=hours,
-                    b_next=cash - c, pi_own=pi_own)
+        return dict(r=r_star, w=w_star, pi=pi_star, z=z, L=L, Y=Y, C=C, c=c, n=hours,
+                    b_next=b_next, pi_own=pi_own, labour_gap=labour_gap)
 
     # ---------------------------------------------------------------- simulation
     def initial_state(self) -> dict[str, torch.Tensor]:
@@ -144,12 +168,20 @@ class HANK:
     def draw_shocks(self, state, gen):
         return {"s": grids.simulate_chain(self.P_exo64, state["s"].cpu(), self.T + 1, gen).to(self.device)}
 
+    @property
+    def Pi(self) -> torch.Tensor:
+        """Firm inflation policy [nw, nz], non-decreasing in the wage (marginal cost)."""
+        return policy.to_values(self.pi_first, self.pi_incr).T
+
     def tables(self):
-        return policy.to_values(self.first, self.incr).transpose(1, 2), self.hours
+        """(consumption share, hours), each [nw, nr, J]; hours are non-decreasing in w."""
+        hours = policy.to_values(self.h_first, self.h_incr).permute(2, 0, 1)
+        return policy.to_values(self.first, self.incr).transpose(1, 2), hours
 
     def rollout(self, state, shocks, record: bool = False):
         cal, T = self.cal, self.T
         share_tab, hours_tab = self.tables()
+        Pi = self.Pi
         g = state["g"].to(self.device, self.dtype)
         N = g.shape[0]
         d = torch.full_like(g, 1.0 / self.J)
@@ -157,12 +189,12 @@ class HANK:
         hh = torch.zeros(N, device=self.device, dtype=self.dtype)
         firm = torch.zeros(N, device=self.device, dtype=self.dtype)
         log_p = torch.zeros(N, device=self.device, dtype=self.dtype)
-        keys = ("r", "w", "pi", "z", "Y", "L", "C", "B", "bond_gap", "resid", "at_limit")
+        keys = ("r", "w", "pi", "z", "Y", "L", "C", "B", "bond_gap", "labour_gap", "resid", "at_limit")
         rec: dict[str, list] = {k: [] for k in keys}
         gap_max = torch.zeros((), device=self.device, dtype=self.dtype)
         w_sum = torch.zeros((), device=self.device, dtype=self.dtype)
         for t in range(T):
-            eq = self.equilibrium(share_tab, hours_tab, self.Pi, g, s_path[t])
+            eq = self.equilibrium(share_tab, hours_tab, Pi, g, s_path[t])
             hh = hh + cal.beta ** t * (d * self.utility(eq["c"], eq["n"])).sum(1)
             log_p = log_p + torch.log1p(eq["pi_own"]) - torch.log1p(eq["pi_own"].detach())
             p = torch.exp(log_p)
@@ -178,7 +210,7 @@ class HANK:
                 w_sum = w_sum + eq["w"].mean()
                 if record:
                     vals = dict(r=eq["r"], w=eq["w"], pi=eq["pi"], z=eq["z"], Y=eq["Y"], L=eq["L"],
-                                C=(eq["c"].detach() * g).sum(1), B=B, bond_gap=gap, resid=gap,
+                                C=eq["C"], B=B, bond_gap=gap, labour_gap=eq["labour_gap"], resid=gap,
                                 at_limit=g.view(N, cal.n_b, -1)[:, 0].sum(1))
                     for k in keys:
                         rec[k].append(vals[k])

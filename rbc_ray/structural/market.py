@@ -11,21 +11,34 @@ from __future__ import annotations
 import torch
 
 
-def bracket(S: torch.Tensor, target: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+def bracket(S: torch.Tensor, target: torch.Tensor | float,
+            extrapolate: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(lo [N] long, w_hi [N]) with S[lo] + w_hi (S[lo+1] - S[lo]) = target, S increasing in k.
 
-    The bracket is the last node whose S is below the target (clamped to the grid); w_hi is clamped
-    to [0, 1], so a target outside the schedule's range yields the end node and a residual.
+    The bracket is the first upward crossing of the target (for a monotone schedule: the last node
+    below it); without a crossing, the end segment nearest the target is used; w_hi is clamped
+    to [-extrapolate, 1 + extrapolate]. With the default 0 a target outside the schedule's range
+    yields the end node and a residual; extrapolate > 0 continues the end segment linearly that many
+    grid steps beyond the grid (HANK, whose clearing wage can leave the spec's w grid).
     """
     S = S.detach()
     K = S.shape[-1]
     excess = S - torch.as_tensor(target, dtype=S.dtype, device=S.device).reshape(-1, 1)
-    lo = ((excess < 0).sum(-1) - 1).clamp(0, K - 2)
+    below = excess < 0
+    crossing = below[:, :-1] & ~below[:, 1:]  # upward crossings (robust to a non-monotone schedule)
+    first = torch.argmax(crossing.to(torch.int8), dim=-1)
+    lo = torch.where(crossing.any(-1), first, (below.sum(-1) - 1).clamp(0, K - 2))
     e_lo = excess.gather(-1, lo[:, None]).squeeze(-1)
     e_hi = excess.gather(-1, (lo + 1)[:, None]).squeeze(-1)
     denom = e_hi - e_lo
     safe = torch.where(denom.abs() > 0, denom, torch.ones_like(denom))
-    w_hi = torch.where(denom.abs() > 0, -e_lo / safe, torch.zeros_like(denom)).clamp(0.0, 1.0)
+    w_hi = torch.where(denom.abs() > 0, -e_lo / safe, torch.zeros_like(denom))
+    # no crossing: stay at (or extrapolate beyond) the end node on the side the target lies
+    all_below, all_above = below.all(-1), (~below).all(-1)
+    w_hi = torch.where(all_below, w_hi.clamp(min=1.0), w_hi)
+    w_hi = torch.where(all_above, w_hi.clamp(max=0.0), w_hi)
+    w_hi = torch.where(torch.isfinite(w_hi), w_hi, torch.zeros_like(w_hi))
+    w_hi = w_hi.clamp(-extrapolate, 1.0 + extrapolate)
     return lo, w_hi
 
 

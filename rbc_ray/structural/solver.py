@@ -99,9 +99,9 @@ def train(model: Model, progress: Any = None) -> tuple[bool, int, TrainLog, dict
         log.seconds.append(time.perf_counter() - start)
         log.price.append(float(rec.get("price_mean", float("nan"))))
         log.residual.append(float(rec.get("residual_max", float("nan"))))
-        if progress is not None and (epoch % 25 == 0 or epoch == 1):
+        if progress is not None and (epoch % getattr(progress, 'every', 25) == 0 or epoch == 1):
             progress(f"epoch {epoch:4d} obj {log.objective[-1]:.6f} |dtheta|q999 {q999:.2e} "
-                     f"lr {lr:.1e} price {log.price[-1]:.5f} t {log.seconds[-1]:.1f}s")
+                     f"lr {lr:.1e} price {log.price[-1]:.5f} resid {log.residual[-1]:.1e} t {log.seconds[-1]:.1f}s")
         if epoch > max(cal.warmup, cal.min_epochs) and q999 < cal.e_converge:
             converged = True
             break

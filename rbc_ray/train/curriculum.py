@@ -98,6 +98,7 @@ class Curriculum:
         self.tax_cap_start = cfg.tax_cap_start / c
         self.tax_cap_end = cfg.tax_cap_end / c
         self.theta_decay = cfg.theta_decay / c
+        self._mask_cache: dict = {}
 
     def training(self, kind: str, episode: int) -> bool:
         """Whether `kind` updates its policy after this episode."""
@@ -143,13 +144,24 @@ class Curriculum:
                 "theta_factor": self.theta_factor(episode)}
 
     def masks(self, params, episode: int) -> dict[str, list[torch.Tensor] | None]:
-        """Per-head additive masks per type (None = unmasked); ActorCritic.mask fuses them."""
+        """Per-head additive masks per type (None = unmasked); ActorCritic.mask fuses them.
+
+        Masks are decided on the host from the config's grids (no device sync) and the same device
+        tensor is returned while a mask does not change, so callers can cache on identity."""
         out: dict[str, list[torch.Tensor] | None] = {kind: None for kind in AGENT_TYPES}
         if not self.cfg.masks:
             return out
-        price = additive_mask(range_mask(params.price_grid, *self.price_range(episode)))
-        wage = additive_mask(range_mask(params.wage_grid, *self.wage_range(episode)))
-        tax = additive_mask(range_mask(params.tax_grid, 0.0, self.tax_cap(episode)))
+        cfg = params.cfg
+        price = self._device_mask(params, cfg.price_grid, self.price_range(episode))
+        wage = self._device_mask(params, cfg.wage_grid, self.wage_range(episode))
+        tax = self._device_mask(params, cfg.tax_grid, (0.0, self.tax_cap(episode)))
         out["firm"] = [price, wage]
         out["government"] = [tax, tax]
         return out
+
+    def _device_mask(self, params, grid: tuple[float, ...], bounds: tuple[float, float]) -> torch.Tensor:
+        allowed = range_mask(torch.tensor(grid, dtype=torch.float64), *bounds)
+        key = (grid, tuple(allowed.tolist()))
+        if key not in self._mask_cache:
+            self._mask_cache[key] = additive_mask(allowed).to(device=params.device, dtype=params.dtype)
+        return self._mask_cache[key]

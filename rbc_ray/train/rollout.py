@@ -107,8 +107,8 @@ def collect_episode(economy: Economy, policies: dict[str, ActorCritic],
                 own = obs.own(kind)
                 buf.own[t].copy_(own)
                 logits, value = net(storage.global_[t], buf.own[t])
-                if kind in random_types:
-                    logits = torch.zeros_like(logits)
+                if kind in random_types:  # uniform over every real choice (padding stays out)
+                    logits = net.pad_mask.expand_as(logits)
                 a, logp = net.sample(logits, masks[kind], generator)
                 buf.actions[t].copy_(a)
                 buf.logp[t].copy_(logp)

@@ -37,7 +37,7 @@ class RBCTrainable(tune.Trainable):
 
     def step(self) -> dict[str, Any]:
         metrics = dict(self.trainer.train_iteration())
-        metrics["done"] = bool(self.trainer.finished)
+        metrics["done"] = self.trainer.episode >= self.experiment.train.total_episodes
         return metrics
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
@@ -50,12 +50,18 @@ class RBCTrainable(tune.Trainable):
         self.trainer.load_state_dict(state)
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
-        """PBT: apply mutated learning rates and entropy coefficients without a restart."""
+        """PBT: apply mutated per-type learning rates in place; anything else restarts the trial."""
         changed = {k: v for k, v in new_config.get("set", {}).items()
                    if self.config.get("set", {}).get(k) != v}
-        if not hasattr(self.trainer, "apply_overrides"):
-            return False
-        self.trainer.apply_overrides(changed)
+        lrs = {}
+        for key, value in changed.items():
+            parts = key.split(".")
+            if len(parts) != 3 or parts[0] != "policies" or parts[2] != "lr":
+                return False
+            lrs[parts[1]] = float(value)
+        for kind, lr in lrs.items():
+            for group in self.trainer.optimizers[kind].param_groups:
+                group["lr"] = lr
         self.config = new_config
         return True
 

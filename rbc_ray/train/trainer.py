@@ -93,11 +93,18 @@ class Trainer:
         self.time_s = 0.0
         self.n_agents = econ.n_agents
         self._eval: tuple[Economy, RolloutStorage] | None = None
+        self._fused_masks: dict = {}  # (kind, ids of the curriculum's mask tensors) -> (masks, fused)
 
     # ------------------------------------------------------------------ training
     def _masks(self, episode: int) -> dict[str, torch.Tensor | None]:
         masks = self.curriculum.masks(self.economy.params, episode)
-        return {k: self.policies[k].mask(masks[k]) for k in AGENT_TYPES}
+        out = {}
+        for kind in AGENT_TYPES:  # fuse once per distinct mask (the curriculum reuses tensors)
+            key = (kind, None if masks[kind] is None else tuple(id(m) for m in masks[kind]))
+            if key not in self._fused_masks:
+                self._fused_masks[key] = (masks[kind], self.policies[kind].mask(masks[kind]))
+            out[kind] = self._fused_masks[key][1]
+        return out
 
     def train_iteration(self) -> dict[str, float]:
         """Run episodes_per_iteration episodes (rollout + PPO updates) and return METRIC_KEYS."""
@@ -261,13 +268,15 @@ class Trainer:
         }
 
     def load_state_dict(self, sd: Mapping[str, Any]) -> None:
-        """Restore a state_dict. Learning rates come from this trainer's config (so PBT can mutate
-        them); everything else, including every RNG, comes from the checkpoint."""
+        """Restore a state_dict. Learning rates stay those of this trainer's optimisers (its config's,
+        or what a PBT reset_config set on them before the restore); everything else, including every
+        RNG, comes from the checkpoint."""
         for kind in AGENT_TYPES:
+            lrs = [group["lr"] for group in self.optimizers[kind].param_groups]
             self.policies[kind].load_state_dict(sd["policies"][kind])
             self.optimizers[kind].load_state_dict(sd["optimizers"][kind])
-            for group in self.optimizers[kind].param_groups:
-                group["lr"] = self.cfg.agent(kind).lr
+            for group, lr in zip(self.optimizers[kind].param_groups, lrs):
+                group["lr"] = lr
         self.episode = int(sd["episode"])
         self.iteration = int(sd["iteration"])
         self.time_s = float(sd.get("time_s", 0.0))

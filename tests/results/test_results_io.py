@@ -78,4 +78,5 @@ def test_phase_boundaries_come_from_the_training_flags():
 
     cols = {"episodes": [10, 20, 30, 40, 50], "training_firm": [0, 0, 1, 1, 1],
             "training_government": [0, 0, 0, 0, 1]}
-    assert _phase_starts(cols) == [(30, "firm trains"), (50, "government trains")]
+    # the row at episode 30 is the first with firms training: they started within episodes 20..30
+    assert _phase_starts(cols) == [(20, "firm trains"), (40, "government trains")]

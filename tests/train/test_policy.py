@@ -96,7 +96,7 @@ def test_hand_written_backward_matches_autograd():
     torch.manual_seed(3)
     logits = torch.randn(4, 5, net.width, net.n_heads, dtype=torch.float64, requires_grad=True)
     actions = torch.stack([torch.randint(0, k, (4, 5)) for k in net.nvec], dim=-1)
-    mask = net.mask().double()
+    mask = net.pad_mask.double()
     w1, w2 = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
     logp, ent = net.log_prob_entropy(logits, mask, actions)
     (logp * w1 + ent * w2).sum().backward()
@@ -111,3 +111,20 @@ def test_hand_written_backward_matches_autograd():
     torch.testing.assert_close(fast, logits.grad)
     small = logits.detach()[:1, :2].clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda x: net.log_prob_entropy(x, mask, actions[:1, :2]), (small,))
+
+
+def test_padding_slots_are_never_sampled_and_never_learn():
+    cfg, net = _net("consumer")  # heads of 11, 5 (hours) and 3 (employer) choices, width 11
+    g = torch.randn(32, obs_sizes(cfg)["global"])
+    own = torch.randn(32, 5, net.first_own.in_features)
+    gen = torch.Generator().manual_seed(0)
+    high = torch.tensor(net.nvec)
+    for _ in range(10):
+        a, _ = net.sample(net(g, own)[0], net.mask(), gen)
+        assert (a < high).all() and (a >= 0).all()
+    logits, value = net(g, own)
+    logp, ent = net.log_prob_entropy(logits, net.mask(), a)
+    (logp.sum() + ent.sum() + value.sum()).backward()
+    padded = net.pad_mask.flatten() < 0
+    assert padded.any()
+    assert (net.logits.bias.grad[padded] == 0).all() and (net.logits.weight.grad[padded] == 0).all()

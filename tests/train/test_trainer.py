@@ -126,3 +126,22 @@ def test_smoke_training_beats_a_random_consumer():
     trained = trainer.evaluate(2)["reward_consumer"]
     random = trainer.evaluate(2, policy="random", types=("consumer",))["reward_consumer"]
     assert trained > random + 0.5, (trained, random)
+
+
+@pytest.mark.parametrize("extra", [["policies.consumer.minibatches=2"], ["policies.consumer.returns=gae"],
+                                   ["policies.consumer.discount_once=true"]])
+def test_update_variants_train_and_differ_from_the_default(extra):
+    base, variant = tiny(), tiny(*extra)
+    mb, mv = base.train_iteration(), variant.train_iteration()
+    assert math.isfinite(mv["policy_loss_consumer"]) and math.isfinite(mv["value_loss_consumer"])
+    assert mv["value_loss_consumer"] != mb["value_loss_consumer"]
+
+
+def test_restore_keeps_the_restoring_trainers_learning_rates():
+    a = tiny()
+    a.train_iteration()
+    b = tiny("policies.firm.lr=0.01")
+    b.load_state_dict(a.state_dict())
+    assert b.optimizers["firm"].param_groups[0]["lr"] == 0.01
+    assert b.optimizers["consumer"].param_groups[0]["lr"] == a.optimizers["consumer"].param_groups[0]["lr"]
+    assert b.episode == a.episode
