@@ -92,7 +92,7 @@ def reference_step_rate(cfg: EconomyConfig, steps: int) -> float:
     return steps * cfg.n_agents / seconds
 
 
-def bench_env(quick: bool = False, device: str = "cpu", compile: bool | None = None,
+def bench_env(quick: bool = False, device: str = "cpu", compile: bool | str | None = "auto",
               envs: list[int] | None = None) -> dict[str, Any]:
     """Batched step vs the per-agent loop vs the RLlib env, at paper scale and larger batches."""
     cfg = open_economy()
@@ -110,6 +110,8 @@ def bench_env(quick: bool = False, device: str = "cpu", compile: bool | None = N
         log("bench env: RLlib MultiAgentEnv with random actions")
         rllib_rate = rllib_env_agent_steps_per_s({"preset": "open"}, 10 if quick else 30, seed=0)
     cases = []
+    if compile == "auto":
+        compile = None if device.startswith("cuda") else False
     compile_modes = [False, True] if compile is None else [compile]
     for n_envs in env_counts:
         for comp in compile_modes:

@@ -44,7 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMPILE = {"both": None, "on": True, "off": False}
+_COMPILE = {"auto": "auto", "both": None, "on": True, "off": False}
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small repeats, finishes in about a minute")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    p.add_argument("--compile", choices=sorted(_COMPILE), default="both",
-                   help="env bench: eager step, torch.compile'd step, or both (default)")
+    p.add_argument("--compile", choices=sorted(_COMPILE), default="auto",
+                   help="env bench: eager step, torch.compile'd step, or both "
+                        "(auto: both on cuda, eager on cpu where compiling measured slower)")
     p.add_argument("--envs", type=int, action="append", metavar="N",
                    help="env bench: replica counts to time (repeatable; default 128 and 1024)")
     p.set_defaults(func=_bench)

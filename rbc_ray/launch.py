@@ -49,7 +49,7 @@ class Progress:
             def _writer(self, trial) -> MetricsWriter:
                 if trial.trial_id not in self.writers:
                     folder = self.out if self.single else self.out / "trials" / trial.trial_id
-                    self.writers[trial.trial_id] = MetricsWriter(folder)
+                    self.writers[trial.trial_id] = MetricsWriter(folder, columns=metric_columns())
                 return self.writers[trial.trial_id]
 
             def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -60,6 +60,13 @@ class Progress:
                 print(f"trial {trial.trial_id} failed: see {trial.local_path}/error.txt", file=sys.stderr)
 
         return _Progress(*args, **kwargs)
+
+
+def metric_columns() -> list[str]:
+    """The documented metrics (README "Results"); Tune's own bookkeeping fields are left out."""
+    from .train.trainer import METRIC_KEYS, PROFILE_KEYS
+
+    return [*METRIC_KEYS, *PROFILE_KEYS]
 
 
 def format_progress(m: dict[str, Any], trial: str | None = None) -> str:

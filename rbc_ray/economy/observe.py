@@ -29,10 +29,12 @@ def obs_sizes(cfg: EconomyConfig) -> dict[str, int]:
 def digits(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Expand x [...] into [..., n] features (x mod 10^(j+1)) / 10^(j+1) = frac(x 10^-(j+1)).
 
-    `scale` holds 10^-(j+1); floor-based, so negative budgets wrap like Python's %.
+    `scale` holds 10^-(j+1); floor-based, so negative budgets wrap like Python's %. Computed digit-major
+    ([n, ...], long contiguous rows, ~4x faster on CPU than a trailing dim of 10) and returned as a
+    [..., n] view; the concatenation into the observation does the one transposing copy.
     """
-    y = x.unsqueeze(-1) * scale
-    return y - torch.floor(y)
+    y = scale.view(-1, *([1] * x.dim())) * x
+    return y.sub_(torch.floor(y)).movedim(0, -1)
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,9 @@ class HANKCalibration(SolverSettings):
     """Upper bound on hours."""
     pi_max: float = 0.1
     """Bound on |inflation| of the firm policy."""
+    lr_firm_scale: float = 0.1
+    """Firm-policy learning rate relative to lr (inflation is an order of magnitude smaller than
+    the households' shares and hours, and Adam moves every entry by about lr per step)."""
     w_extrapolate: float = 1.0
     """Grid steps the clearing may extrapolate beyond the w grid (0: clamp to the grid)."""
 
@@ -188,7 +191,7 @@ _NONNEG_INT = {"warmup", "min_epochs", "threads", "seed"}
 _UNIT_OPEN = {"beta", "e_trunc", "lr_decay", "alpha"}
 _NONNEG = {"sd_y", "sd_z", "sd_m", "sd_r", "delta", "w_extrapolate"}
 _POSITIVE = {"lr", "clip_norm", "e_converge", "c_min", "crra", "b_max", "theta", "epsilon",
-             "frisch", "R_bar", "n_max", "pi_max", "phi_pi"}
+             "frisch", "R_bar", "n_max", "pi_max", "phi_pi", "lr_firm_scale"}
 _CORR = {"rho_y", "rho_z", "rho_m", "rho_r"}
 
 

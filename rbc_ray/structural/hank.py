@@ -66,6 +66,7 @@ class HANK:
         self.pi_first, self.pi_incr = policy.to_params(pi0.clamp(-cal.pi_max, cal.pi_max).T.contiguous())
         self.params = [self.first, self.incr, self.h_first, self.h_incr, self.pi_first, self.pi_incr]
         self.clip_groups = [[self.first, self.incr, self.h_first, self.h_incr], [self.pi_first, self.pi_incr]]
+        self.lr_scales = [1.0, 1.0, 1.0, 1.0, cal.lr_firm_scale, cal.lr_firm_scale]
 
     def _initial_share(self) -> torch.Tensor:
         """Log-utility permanent-income guess at unit hours, zero transfers: [nw, J, nr]."""

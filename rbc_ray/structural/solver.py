@@ -70,7 +70,8 @@ def train(model: Model, progress: Any = None) -> tuple[bool, int, TrainLog, dict
     """Run the policy-gradient loop. Returns (converged, epochs, log, final population state)."""
     cal = model.cal
     gen = torch.Generator().manual_seed(cal.seed)
-    opt = torch.optim.Adam(model.params, lr=cal.lr)
+    scales = getattr(model, "lr_scales", [1.0] * len(model.params))  # HANK: slower firm policy
+    opt = torch.optim.Adam([{"params": [p], "scale": sc} for p, sc in zip(model.params, scales)], lr=cal.lr)
     log = TrainLog()
     start = time.perf_counter()
     state = model.initial_state()
@@ -78,7 +79,7 @@ def train(model: Model, progress: Any = None) -> tuple[bool, int, TrainLog, dict
     for epoch in range(1, cal.max_epochs + 1):
         lr = learning_rate(cal, epoch)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["scale"]
         start_state = model.initial_state() if epoch <= cal.warmup else state
         shocks = model.draw_shocks(start_state, gen)
         objective, state, rec = model.rollout(start_state, shocks)
