@@ -184,8 +184,14 @@ def run_sweep(config_path: str, overrides: list[str], out: str | None, address: 
     tune_spec = raw.pop("tune", None) or {}
     experiment, _ = load_experiment(raw, overrides)
     space = sweep_space(tune_spec)
-    firsts = [f"{key}={json.dumps(values[0])}" for key, values in (tune_spec.get("grid") or {}).items()]
-    load_experiment(raw, overrides + firsts)  # every grid key must be a valid override: fail early
+    mutations = (tune_spec.get("pbt") or {}).get("mutations") or {}
+    for key, values in mutations.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"tune.pbt.mutations.{key}: must be a non-empty list of values")
+        space.setdefault(key, tune.choice(values))  # PBT mutates keys the trials already have
+    # every swept or mutated key must be a valid override: fail before starting Ray
+    axes = {**(tune_spec.get("grid") or {}), **mutations}
+    load_experiment(raw, overrides + [f"{key}={json.dumps(values[0])}" for key, values in axes.items()])
     name = experiment.name
     out_dir = Path(out or f"results/{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +204,7 @@ def run_sweep(config_path: str, overrides: list[str], out: str | None, address: 
         param_space={"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
                      "set": space},
         tune_config=tune.TuneConfig(max_concurrent_trials=tune_spec.get("max_concurrent"),
-                                    scheduler=scheduler,
+                                    scheduler=scheduler, reuse_actors=scheduler is not None,
                                     metric=tune_spec.get("metric") if scheduler else None,
                                     mode=tune_spec.get("mode", "max") if scheduler else None),
         run_config=_run_config(out_dir, name, Progress(out_dir, single=False)))

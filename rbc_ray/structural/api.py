@@ -98,10 +98,12 @@ def solve(model: str, overrides: Mapping[str, Any] | None = None, smoke: bool = 
     paths = {k: v.detach().cpu() for k, v in rec.items() if isinstance(v, torch.Tensor)}
     ee_mean, ee_max = diagnostics.euler_errors(m, state) if euler else (float("nan"), float("nan"))
     resid = paths["resid"].abs()
+    if model == "huggett-pe":  # no market clears in partial equilibrium: nothing to report
+        resid = torch.full_like(resid, float("nan"))
     res = SRLResult(
         model=model, converged=converged, epochs=epochs, seconds=seconds, device=str(m.device),
         mean_r=float(paths["r"].double().mean()), clearing_residual_mean=float(resid.double().mean()),
-        clearing_residual_max=float(resid.max()), euler_error_mean_log10=ee_mean,
+        clearing_residual_max=float(resid.double().max()), euler_error_mean_log10=ee_mean,
         euler_error_max_log10=ee_max, calibration=cal, log=log, paths=paths, state=final, solver=m)
     if "K" in paths:
         res.mean_K = float(paths["K"].double().mean())

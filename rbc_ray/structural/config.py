@@ -12,7 +12,7 @@ grids / paths / epochs (same economics) so tests and notebooks run in seconds on
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 MODELS = ("huggett-pe", "huggett", "ks", "hank")
@@ -154,6 +154,8 @@ class HANKCalibration(SolverSettings):
     n_w: int = 30
     n_max: float = 3.0
     """Upper bound on hours."""
+    n_min: float = 0.1
+    """Lower bound on hours (keeps labour income above the proportional tax at b = 0)."""
     pi_max: float = 0.1
     """Bound on |inflation| of the firm policy."""
     lr_firm_scale: float = 0.1
@@ -191,7 +193,7 @@ _NONNEG_INT = {"warmup", "min_epochs", "threads", "seed"}
 _UNIT_OPEN = {"beta", "e_trunc", "lr_decay", "alpha"}
 _NONNEG = {"sd_y", "sd_z", "sd_m", "sd_r", "delta", "w_extrapolate"}
 _POSITIVE = {"lr", "clip_norm", "e_converge", "c_min", "crra", "b_max", "theta", "epsilon",
-             "frisch", "R_bar", "n_max", "pi_max", "phi_pi", "lr_firm_scale"}
+             "frisch", "R_bar", "n_max", "n_min", "pi_max", "phi_pi", "lr_firm_scale"}
 _CORR = {"rho_y", "rho_z", "rho_m", "rho_r"}
 
 
@@ -294,4 +296,4 @@ def as_dict(cal: SolverSettings) -> dict[str, Any]:
 
 
 __all__ = ["MODELS", "SolverSettings", "HuggettCalibration", "HuggettPECalibration", "KSCalibration",
-           "HANKCalibration", "PRESETS", "SMOKE", "calibration", "parse_sets", "as_dict", "field"]
+           "HANKCalibration", "PRESETS", "SMOKE", "calibration", "parse_sets", "as_dict"]

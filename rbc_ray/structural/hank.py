@@ -1,7 +1,9 @@
 """One-asset HANK with Rotemberg pricing, solved by SRL (households and firm trained together).
 
 Households (b >= 0, income y): u = log c - n^(1+1/frisch)/(1+1/frisch),
-    c + b' = (1 + r) b + w y n + T,      T = dividends - r B   (lump sum, mass one of households)
+    c + b' = (1 + r) b + y (w n + tau),  tau E[y] = T = dividends - r B   (transfers and taxes in
+    proportion to productivity, so that cash on hand stays positive at b = 0; hours n >= n_min;
+    the tax r B is levied on the bonds outstanding, sum b g, which is B whenever markets cleared)
 Policies c = s(b, y, r, w) * cash (s monotone non-increasing in r) and hours n(b, y, r, w)
 (monotone non-decreasing in w).
 Firm: inflation pi = Pi(w, z), trained to maximise discounted real profits with Rotemberg costs
@@ -85,13 +87,13 @@ class HANK:
         w = self.w_grid[:, None, None]
         cash = (1.0 + self.r_grid) * self.b_j[None, :, None] + w * self.y_j[None, :, None]
         c0 = (share0 * cash).clamp(min=cal.c_min)
-        n0 = (w * self.y_j[None, :, None] / c0).pow(cal.frisch).clamp(0.05, cal.n_max)
+        n0 = (w * self.y_j[None, :, None] / c0).pow(cal.frisch).clamp(cal.n_min, cal.n_max)
         return n0.transpose(1, 2).contiguous()
 
     def project(self) -> None:
         cal = self.cal
         policy.project(self.first, self.incr, 0.0, 1.0, decreasing=True)
-        policy.project(self.h_first, self.h_incr, 0.0, cal.n_max, decreasing=False)
+        policy.project(self.h_first, self.h_incr, cal.n_min, cal.n_max, decreasing=False)
         policy.project(self.pi_first, self.pi_incr, -cal.pi_max, cal.pi_max, decreasing=False)
 
     def utility(self, c: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
@@ -125,10 +127,13 @@ class HANK:
             yg = (self.y_j * g)[:, :, None]
             L_k = torch.bmm(H, yg).squeeze(-1)
             cost_k = 1 - cal.theta / 2 * pi_k.pow(2)
-            T_k = L_k * (z[:, None] * cost_k - self.w_grid) - r_k * cal.bond_supply
-            C_k = ((1 + r_k) * torch.bmm(S, (self.b_j * g)[:, :, None]).squeeze(-1)
-                   + self.w_grid * torch.bmm(S * H, yg).squeeze(-1)
-                   + T_k * torch.bmm(S, g[:, :, None]).squeeze(-1))
+            debt = (self.b_j * g).sum(1, keepdim=True)  # bonds outstanding (= B when markets cleared)
+            T_k = L_k * (z[:, None] * cost_k - self.w_grid) - r_k * debt
+            tau_k = T_k / (self.y_j * g).sum(1, keepdim=True)  # transfers paid in proportion to y
+            # consumption at every w node exactly as households will act there (same clamps)
+            cash_k = (1 + r_k)[..., None] * self.b_j + self.y_j * (self.w_grid[:, None] * H + tau_k[..., None])
+            c_k = torch.minimum((S * cash_k).clamp(min=cal.c_min), cash_k - cal.borrowing_limit)
+            C_k = torch.bmm(c_k, g[:, :, None]).squeeze(-1)
             excess_supply = z[:, None] * cost_k * L_k - C_k  # = z cost (L - labour demand): same root
             lo, om = bracket(excess_supply, 0.0, extrapolate=cal.w_extrapolate)
             rows = torch.arange(N, device=g.device)
@@ -137,14 +142,14 @@ class HANK:
             pi_star = (pi_k[rows[:, None], lo_hi] * wts).sum(1)
             r_star = (r_k[rows[:, None], lo_hi] * wts).sum(1)
             w_star = (self.w_grid[lo_hi] * wts).sum(1)
-            T2 = T_k[rows[:, None], lo_hi]  # [N, 2]
+            tau2 = tau_k[rows[:, None], lo_hi]  # [N, 2]
             r2 = r_k[rows[:, None], lo_hi]
             w2 = self.w_grid[lo_hi]
         # actions at the two bracketing nodes (node prices and transfers), then blended linearly, so
         # that aggregate hours and consumption are exactly the interpolated clearing schedule
         s2, n2 = self._node_actions(share_tab, hours_tab, lo_hi, lo_r[rows[:, None], lo_hi],
                                     a_r[rows[:, None], lo_hi])
-        cash2 = (1 + r2)[..., None] * self.b_j + w2[..., None] * self.y_j * n2 + T2[..., None]
+        cash2 = (1 + r2)[..., None] * self.b_j + self.y_j * (w2[..., None] * n2 + tau2[..., None])
         c2 = torch.minimum((s2 * cash2).clamp(min=cal.c_min), cash2 - cal.borrowing_limit)
         c = (c2 * wts[..., None]).sum(1)
         hours = (n2 * wts[..., None]).sum(1)

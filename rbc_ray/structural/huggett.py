@@ -28,10 +28,10 @@ def crra_utility(c: torch.Tensor, crra: float) -> torch.Tensor:
 def aggregate_schedule(table: torch.Tensor, s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """S[n, k] = sum_j table[s_n, k, j] g[n, j]: one dot product per price node and path.
 
-    On CPU, paths are grouped by aggregate state (one small matmul per state) to avoid copying the
-    [N, K, J] gather; on GPU the batched gather + bmm is faster.
+    On CPU at large sizes, paths are grouped by aggregate state (one small matmul per state) to avoid
+    copying the [N, K, J] gather; on GPU, and for small problems, the batched gather + bmm is faster.
     """
-    if g.device.type != "cpu":
+    if g.device.type != "cpu" or g.numel() * table.shape[1] < 2_000_000:
         return torch.bmm(table[s], g[:, :, None]).squeeze(-1)
     out = torch.empty(g.shape[0], table.shape[1], dtype=g.dtype, device=g.device)
     order = torch.argsort(s)

@@ -57,8 +57,10 @@ def test_policy_stays_monotone_in_price(huggett_risk):
 def test_hank_bond_gap_below_half_percent(hank_smoke):
     res = hank_smoke
     assert res.extra["bond_gap_max"] < 0.005, res.extra
-    assert abs(res.mean_inflation) < 0.02
-    assert 0.01 <= res.mean_r <= 0.04 and 0.7 <= res.mean_w <= 1.0
+    # the interpolation error itself: labour supplied vs needed at the cleared prices
+    assert res.extra["labour_gap_mean"] < 0.01, res.extra
+    assert abs(res.mean_inflation) < 0.03
+    assert 0.0 <= res.mean_r <= 0.05 and 0.7 <= res.mean_w <= 1.1
 
 
 def test_partial_equilibrium_huggett_runs_and_clears_nothing():
