@@ -23,7 +23,7 @@ HUGGETT_RISK = dict(n_b=50, n_r=8, n_z=5, n_paths=16, max_epochs=30, warmup=10)
 # HANK in CI: smoke grids with TFP sd 0.02 (spec 0.07). At the spec's shock size and smoke grids, rare
 # visits to the +3 sd TFP node push the clearing wage off the w grid where the tables are untrained,
 # and the affected paths keep a bond gap (see docs/structural_rl.md); that is reported, not hidden.
-HANK_SMOKE = dict(max_epochs=120, sd_z=0.02)
+HANK_SMOKE = dict(max_epochs=90, sd_z=0.02)
 
 
 @functools.lru_cache(maxsize=None)
