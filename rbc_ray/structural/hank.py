@@ -32,28 +32,21 @@ from .config import HANKCalibration
 from .distribution import income_index, lottery, point_mass, young_step
 from .krusell_smith import uniform_bracket
 from .market import bracket
-from .solver import horizon
+from .household import HouseholdModel
 
 
-class HANK:
+class HANK(HouseholdModel):
     """SRL model object for `hank`."""
 
     def __init__(self, cal: HANKCalibration):
-        self.cal = cal
-        self.device, self.dtype = torch.device(cal.device), getattr(torch, cal.dtype)
+        super().__init__(cal)
         dev, dt = self.device, self.dtype
-        self.T = horizon(cal.beta, cal.e_trunc)
-        self.b_grid = grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b).to(dev, dt)
-        self.locate = grids.asset_locator(cal.borrowing_limit, cal.b_max, cal.n_b)
-        y, P_y = grids.tauchen(cal.rho_y, cal.sd_y, cal.n_y)
-        self.y_grid, self.P_y = y.to(dev, dt), P_y.to(dev, dt)
-        self.y_dist = grids.stationary(P_y).to(dev, dt)
         z, P_z = grids.tauchen(cal.rho_z, cal.sd_z, cal.n_z)
         m, P_m = grids.tauchen(cal.rho_m, cal.sd_m, cal.n_m)
         self.z_grid, self.m_grid, self.n_z, self.n_m = z.to(dev, dt), m.to(dev, dt), z.numel(), m.numel()
         self.P_exo64 = torch.kron(P_z, P_m)  # joint (z, m) chain, index s = iz * n_m + im
-        self.r_grid = torch.linspace(cal.r_min, cal.r_max, cal.n_r, dtype=torch.float64).to(dev, dt)
-        self.w_grid = torch.linspace(cal.w_min, cal.w_max, cal.n_w, dtype=torch.float64).to(dev, dt)
+        self.r_grid = self.price_grid(cal.r_min, cal.r_max, cal.n_r)
+        self.w_grid = self.price_grid(cal.w_min, cal.w_max, cal.n_w)
         self.dr = (cal.r_max - cal.r_min) / (cal.n_r - 1)
         nb, ny = cal.n_b, self.y_grid.numel()
         self.J = nb * ny

@@ -17,7 +17,7 @@ from . import grids, policy
 from .config import HuggettCalibration, HuggettPECalibration
 from .distribution import income_index, lottery, point_mass, young_step
 from .market import blend, bracket
-from .solver import horizon
+from .household import HouseholdModel
 
 
 def crra_utility(c: torch.Tensor, crra: float) -> torch.Tensor:
@@ -45,23 +45,16 @@ def aggregate_schedule(table: torch.Tensor, s: torch.Tensor, g: torch.Tensor) ->
     return out
 
 
-class Huggett:
+class Huggett(HouseholdModel):
     """SRL model object for `huggett` (market clearing) and `huggett-pe` (exogenous r chain)."""
 
     def __init__(self, cal: HuggettCalibration):
-        self.cal = cal
+        super().__init__(cal)
         self.partial = isinstance(cal, HuggettPECalibration)
-        self.device, self.dtype = torch.device(cal.device), getattr(torch, cal.dtype)
         dev, dt = self.device, self.dtype
-        self.T = horizon(cal.beta, cal.e_trunc)
-        self.b_grid = grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b).to(dev, dt)
-        self.locate = grids.asset_locator(cal.borrowing_limit, cal.b_max, cal.n_b)
-        y, self.P_y64 = grids.tauchen(cal.rho_y, cal.sd_y, cal.n_y)
-        self.y_grid, self.P_y = y.to(dev, dt), self.P_y64.to(dev, dt)
-        self.y_dist = grids.stationary(self.P_y64).to(dev, dt)
         z, self.P_z64 = grids.tauchen(cal.rho_z, cal.sd_z, cal.n_z)
         self.z_grid, self.n_z = z.to(dev, dt), z.numel()
-        self.r_grid = torch.linspace(cal.r_min, cal.r_max, cal.n_r, dtype=torch.float64).to(dev, dt)
+        self.r_grid = self.price_grid(cal.r_min, cal.r_max, cal.n_r)
         if self.partial:  # exogenous rate: the "aggregate shock" is the r node itself
             self.P_exo64 = grids.rate_chain(self.r_grid.double().cpu(), cal.r_bar, cal.rho_r, cal.sd_r)
         else:

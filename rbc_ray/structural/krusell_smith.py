@@ -17,7 +17,7 @@ from . import grids, policy
 from .config import KSCalibration
 from .distribution import income_index, lottery, point_mass, young_step
 from .huggett import crra_utility
-from .solver import horizon
+from .household import HouseholdModel
 
 
 def uniform_bracket(grid_min: float, step: float, n: int, x: torch.Tensor):
@@ -27,23 +27,16 @@ def uniform_bracket(grid_min: float, step: float, n: int, x: torch.Tensor):
     return lo, pos - lo
 
 
-class KrusellSmith:
+class KrusellSmith(HouseholdModel):
     """SRL model object for `ks`."""
 
     def __init__(self, cal: KSCalibration):
-        self.cal = cal
-        self.device, self.dtype = torch.device(cal.device), getattr(torch, cal.dtype)
+        super().__init__(cal)
         dev, dt = self.device, self.dtype
-        self.T = horizon(cal.beta, cal.e_trunc)
-        self.b_grid = grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b).to(dev, dt)
-        self.locate = grids.asset_locator(cal.borrowing_limit, cal.b_max, cal.n_b)
-        y, self.P_y64 = grids.tauchen(cal.rho_y, cal.sd_y, cal.n_y)
-        self.y_grid, self.P_y = y.to(dev, dt), self.P_y64.to(dev, dt)
-        self.y_dist = grids.stationary(self.P_y64).to(dev, dt)
         z, self.P_exo64 = grids.tauchen(cal.rho_z, cal.sd_z, cal.n_z)
         self.z_grid, self.n_z = z.to(dev, dt), z.numel()
-        self.r_grid = torch.linspace(cal.r_min, cal.r_max, cal.n_r, dtype=torch.float64).to(dev, dt)
-        self.w_grid = torch.linspace(cal.w_min, cal.w_max, cal.n_w, dtype=torch.float64).to(dev, dt)
+        self.r_grid = self.price_grid(cal.r_min, cal.r_max, cal.n_r)
+        self.w_grid = self.price_grid(cal.w_min, cal.w_max, cal.n_w)
         self.dr = (cal.r_max - cal.r_min) / (cal.n_r - 1)
         self.dw = (cal.w_max - cal.w_min) / (cal.n_w - 1)
         nb, ny = cal.n_b, self.y_grid.numel()
