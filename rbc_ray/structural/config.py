@@ -52,6 +52,9 @@ class SolverSettings:
     """Torch dtype of the simulation: 'float32' or 'float64'."""
     threads: int = 0
     """torch.set_num_threads (0: leave torch's default)."""
+    kernel: str = "auto"
+    """Rollout implementation: 'auto' (fused C++ kernel on CPU where it builds, else torch),
+    'torch' (the torch rollout, autograd), 'fused' (fail if the kernel is unavailable)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,8 @@ def _check(cal: SolverSettings) -> None:
             raise ValueError(f"{k} must lie in (-1, 1), got {v!r}")
     if cal.dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {cal.dtype!r}")
+    if cal.kernel not in ("auto", "torch", "fused"):
+        raise ValueError(f"kernel must be 'auto', 'torch' or 'fused', got {cal.kernel!r}")
     if not (cal.device == "cpu" or cal.device.startswith("cuda")):
         raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {cal.device!r}")
     for lo, hi in (("r_min", "r_max"), ("w_min", "w_max")):

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import grids, policy
+from . import fused, grids, policy
 from .config import HuggettCalibration, HuggettPECalibration
 from .distribution import income_index, lottery, point_mass, young_step
 from .market import blend, bracket
@@ -69,6 +69,9 @@ class Huggett(HouseholdModel):
         self.c_max = self.cash[:, :, None] - q[None, None, :] * cal.borrowing_limit  # [nz, J, nr]
         self.first, self.incr = policy.to_params(self._initial_share())
         self.params = [self.first, self.incr]
+        self.fused = fused.wanted(cal, self.device)
+        if self.fused:
+            self.lookup = fused.AssetLookup(grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b))
 
     # ---------------------------------------------------------------- policy
     def _initial_share(self) -> torch.Tensor:
@@ -139,6 +142,8 @@ class Huggett(HouseholdModel):
     def rollout(self, state: dict[str, torch.Tensor], shocks: dict[str, torch.Tensor],
                 record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         """Simulate T periods on N paths; returns (objective, final state, records)."""
+        if self.fused:
+            return self._rollout_fused(state, shocks, record)
         cal, T = self.cal, self.T
         c_tab, b_tab = self.tables()
         b_det = b_tab.detach()
@@ -163,6 +168,40 @@ class Huggett(HouseholdModel):
         if record:
             out.update({k: torch.stack(v) for k, v in rec.items()})
         return objective, {"g": g.detach(), "s": s_path[T]}, out
+
+    def _rollout_fused(self, state, shocks, record: bool):
+        """`rollout` by the fused CPU kernel (same maths; fused.py). In partial equilibrium the
+        population histogram clears nothing, so training does not move it (only recording does)."""
+        cal, T, mod = self.cal, self.T, fused.load()
+        _, b_tab = self.tables()
+        g0 = state["g"].to(self.device, self.dtype).contiguous()
+        s_path = shocks["s"][:T].contiguous()
+        lk = self.lookup
+        consts = (self.P_y.contiguous(), self.b_grid.contiguous(), lk.lut, lk.bmin, lk.inv_h)
+        evolve_g = record or not self.partial
+
+        def fwd(B):
+            names = ("obj", "g", "d_hist", "zi", "lo_r", "w_r", "r", "resid", "rec")
+            return dict(zip(names, mod.huggett_forward(
+                B, self.cash.contiguous(), self.r_grid.contiguous(), s_path, g0, *consts,
+                self.y_j.contiguous(), T, cal.beta, cal.crra, cal.c_min, cal.bond_supply, self.partial,
+                evolve_g, record)))
+
+        def bwd(grad_obj, B, res):
+            return mod.huggett_backward(grad_obj, B, self.cash.contiguous(), res["d_hist"], res["zi"],
+                                        res["lo_r"], res["w_r"], res["r"], *consts, cal.beta, cal.crra,
+                                        cal.c_min)
+
+        obj, res = fused.rollout(b_tab, fwd, bwd)
+        objective = (1 - cal.beta) * obj.mean()
+        out: dict[str, Any] = {"price_mean": float(res["r"].mean()),
+                               "residual_max": float(res["resid"].abs().max())}
+        if record:
+            demand, C, Ey, at_limit = res["rec"].unbind(0)
+            out.update(r=res["r"], z=self.z_grid[res["zi"]], C=C, B=demand, Ey=Ey, resid=res["resid"],
+                       at_limit=at_limit)
+        g_T = res["g"] if evolve_g else g0
+        return objective, {"g": g_T.detach(), "s": shocks["s"][T]}, out
 
     # ---------------------------------------------------------------- accuracy
     @torch.no_grad()

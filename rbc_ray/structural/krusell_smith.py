@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import grids, policy
+from . import fused, grids, policy
 from .config import KSCalibration
 from .distribution import income_index, lottery, point_mass, young_step
 from .huggett import crra_utility
@@ -46,6 +46,9 @@ class KrusellSmith(HouseholdModel):
         self.y_j = self.y_grid.repeat(nb)
         self.first, self.incr = policy.to_params(self._initial_share())
         self.params = [self.first, self.incr]
+        self.fused = fused.wanted(cal, self.device)
+        if self.fused:
+            self.lookup = fused.AssetLookup(grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b))
 
     def _initial_share(self) -> torch.Tensor:
         """Constant-price optimum on the (w, j, r) grid: perfect-foresight permanent income."""
@@ -100,6 +103,8 @@ class KrusellSmith(HouseholdModel):
         return c, cash - c
 
     def rollout(self, state, shocks, record: bool = False):
+        if self.fused:
+            return self._rollout_fused(state, shocks, record)
         cal, T = self.cal, self.T
         share_tab = self.share_table()
         g = state["g"].to(self.device, self.dtype)
@@ -135,6 +140,37 @@ class KrusellSmith(HouseholdModel):
         if record:
             out.update({k: torch.stack(v) for k, v in rec.items()})
         return (1 - cal.beta) * obj.mean(), {"g": g.detach(), "s": s_path[T]}, out
+
+    def _rollout_fused(self, state, shocks, record: bool):
+        """`rollout` by the fused CPU kernel (same maths; fused.py)."""
+        cal, T, mod = self.cal, self.T, fused.load()
+        share_tab = self.share_table()
+        g0 = state["g"].to(self.device, self.dtype).contiguous()
+        s_path = shocks["s"][:T].contiguous()
+        lk = self.lookup
+        vecs = (self.b_j.contiguous(), self.y_j.contiguous())
+        grid = (self.P_y.contiguous(), self.b_grid.contiguous(), lk.lut, lk.bmin, lk.inv_h)
+        prices = (cal.r_min, self.dr, cal.w_min, self.dw)
+
+        def fwd(S):
+            names = ("obj", "g", "d_hist", "r", "w", "resid", "rec")
+            return dict(zip(names, mod.ks_forward(
+                S, *vecs, self.z_grid.contiguous(), s_path, g0, *grid, T, cal.beta, cal.crra, cal.c_min,
+                cal.borrowing_limit, cal.alpha, cal.delta, *prices, record)))
+
+        def bwd(grad_obj, S, res):
+            return mod.ks_backward(grad_obj, S, *vecs, res["d_hist"], res["r"], res["w"], *grid, cal.beta,
+                                   cal.crra, cal.c_min, cal.borrowing_limit, *prices)
+
+        obj, res = fused.rollout(share_tab, fwd, bwd)
+        out: dict[str, Any] = {"price_mean": float(res["r"].mean()),
+                               "residual_max": float(res["resid"].abs().max())}
+        if record:
+            K, C, at_limit = res["rec"].unbind(0)
+            z = self.z_grid[s_path]
+            out.update(r=res["r"], w=res["w"], K=K, z=z, C=C, Y=z * K.pow(cal.alpha), resid=res["resid"],
+                       at_limit=at_limit)
+        return (1 - cal.beta) * obj.mean(), {"g": res["g"].detach(), "s": shocks["s"][T]}, out
 
     # ---------------------------------------------------------------- accuracy
     @torch.no_grad()

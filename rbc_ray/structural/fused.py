@@ -1,0 +1,133 @@
+"""Fused CPU rollouts for Huggett and Krusell-Smith (fused_cpu.cpp), built on first use.
+
+The torch rollouts in huggett.py and krusell_smith.py are the definition and the GPU path. On a
+2-core CPU they are dispatch- and memory-bound (every period is ~100 small ops, each a fresh
+[N, J] allocation), so on CPU the models run the same maths as one C++ pass per simulated path:
+each path is its own economy (histogram, clearing price), so a thread carries it through all T
+periods in cache. The gradient is the hand-written adjoint of that pass (a backward Bellman
+recursion for dL/dd_t, gathers where the forward scattered), wrapped as a torch.autograd.Function
+that returns d objective / d policy table; autograd does the rest (table -> parameters).
+
+Needs a C++ compiler and ninja (torch.utils.cpp_extension); without them, or with
+RBC_RAY_SRL_FUSED=0, or `--set kernel=torch`, the torch rollout runs. tests/structural holds the
+fused objective and gradient to torch autograd.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_SOURCE = Path(__file__).with_name("fused_cpu.cpp")
+_LOCK = threading.Lock()
+_MODULE: Any = None
+_ERROR: str | None = None
+log = logging.getLogger(__name__)
+
+
+def _cflags() -> list[str]:
+    flags = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off"]
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        capability = "DEFAULT"
+    if capability in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def load() -> Any:
+    """The compiled extension (cached under torch's extensions dir), or None with `error()` set."""
+    global _MODULE, _ERROR
+    with _LOCK:
+        if _MODULE is None and _ERROR is None:
+            if os.environ.get("RBC_RAY_SRL_FUSED", "1") == "0":
+                _ERROR = "disabled by RBC_RAY_SRL_FUSED=0"
+                return None
+            try:
+                from torch.utils.cpp_extension import load as load_extension
+
+                _MODULE = load_extension(name="rbc_ray_srl_fused", sources=[str(_SOURCE)],
+                                         extra_cflags=_cflags(), verbose=False)
+            except Exception as err:  # no compiler, no ninja, ...: the torch rollout runs
+                msg = str(err).strip()
+                _ERROR = f"{type(err).__name__}: {msg.splitlines()[-1] if msg else ''}"
+                log.warning("rbc-ray: fused SRL kernels unavailable, using torch (%s)", _ERROR)
+        return _MODULE
+
+
+def error() -> str | None:
+    return _ERROR
+
+
+def wanted(cal: Any, device: torch.device) -> bool:
+    """Whether a model with calibration `cal` on `device` runs the fused kernels."""
+    mode = getattr(cal, "kernel", "auto")
+    if mode == "torch" or device.type != "cpu":
+        if mode == "fused" and device.type != "cpu":
+            raise ValueError("kernel=fused runs on CPU only")
+        return False
+    ok = load() is not None
+    if mode == "fused" and not ok:
+        raise RuntimeError(f"kernel=fused but the fused SRL kernels are unavailable: {_ERROR}")
+    return ok
+
+
+class AssetLookup:
+    """Look-up table for the closed-form-free bracket search on any increasing asset grid.
+
+    Bucket k of width h (<= the smallest grid step) covers [b_min + k h, b_min + (k+1) h) and
+    stores the last node at or below its left edge; the kernel corrects by comparing with the grid,
+    so the bracket is exact whatever the rounding.
+    """
+
+    def __init__(self, b_grid64: torch.Tensor, max_buckets: int = 1 << 22):
+        g = b_grid64.double().cpu()
+        nb = g.numel()
+        span = float(g[-1] - g[0])
+        h = float(torch.diff(g).min())
+        n = min(max_buckets, int(math.ceil(span / h)) + 1)
+        h = span / max(n - 1, 1) if n == max_buckets else h
+        edges = float(g[0]) + h * torch.arange(n, dtype=torch.float64)
+        lut = (torch.searchsorted(g, edges, right=True) - 1).clamp(0, nb - 2)
+        self.lut = lut.to(torch.int32).contiguous()
+        self.bmin, self.inv_h = float(g[0]), 1.0 / h
+
+
+class _Rollout(torch.autograd.Function):
+    """obj [N] = sum_t beta^t d_t . u_t per path as a function of a policy table; side outputs
+    (final histogram, prices, records) go into `out` (a dict), not through autograd."""
+
+    @staticmethod
+    def forward(ctx, table, forward_fn, backward_fn, out):
+        res = forward_fn(table.detach().contiguous())
+        out.update(res)
+        ctx.backward_fn, ctx.res = backward_fn, res
+        ctx.save_for_backward(table)
+        return res["obj"]
+
+    @staticmethod
+    def backward(ctx, grad_obj):
+        (table,) = ctx.saved_tensors
+        grad = ctx.backward_fn(grad_obj.contiguous(), table.detach().contiguous(), ctx.res)
+        ctx.res = None
+        return grad, None, None, None
+
+
+def rollout(table: torch.Tensor, forward_fn, backward_fn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(obj [N], side outputs) with obj differentiable in `table` when it requires grad."""
+    out: dict[str, torch.Tensor] = {}
+    obj = _Rollout.apply(table, forward_fn, backward_fn, out)
+    return obj, out
+
+
+def set_threads(cal: Any) -> None:
+    """Honour `threads` (0: torch's default) for the kernels' parallel loop over paths."""
+    if getattr(cal, "threads", 0):
+        torch.set_num_threads(cal.threads)
