@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 
 def _cflags() -> list[str]:
-    flags = ["-O3", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off"]
+    # -fopenmp: at::parallel_for is a header template, serial unless the extension is built with
+    # OpenMP like torch itself; -ffp-contract=off keeps torch's rounding (no fused multiply-adds)
+    flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off"]
     try:
         capability = torch.backends.cpu.get_cpu_capability()
     except AttributeError:
@@ -54,7 +56,7 @@ def load() -> Any:
                 from torch.utils.cpp_extension import load as load_extension
 
                 _MODULE = load_extension(name="rbc_ray_srl_fused", sources=[str(_SOURCE)],
-                                         extra_cflags=_cflags(), verbose=False)
+                                         extra_cflags=_cflags(), extra_ldflags=["-fopenmp"], verbose=False)
             except Exception as err:  # no compiler, no ninja, ...: the torch rollout runs
                 msg = str(err).strip()
                 _ERROR = f"{type(err).__name__}: {msg.splitlines()[-1] if msg else ''}"
@@ -82,7 +84,7 @@ def wanted(cal: Any, device: torch.device) -> bool:
 class AssetLookup:
     """Look-up table for the closed-form-free bracket search on any increasing asset grid.
 
-    Bucket k of width h (<= the smallest grid step) covers [b_min + k h, b_min + (k+1) h) and
+    Bucket k of width h (<= half the smallest grid step) covers [b_min + k h, b_min + (k+1) h) and
     stores the last node at or below its left edge; the kernel corrects by comparing with the grid,
     so the bracket is exact whatever the rounding.
     """
@@ -91,7 +93,7 @@ class AssetLookup:
         g = b_grid64.double().cpu()
         nb = g.numel()
         span = float(g[-1] - g[0])
-        h = float(torch.diff(g).min())
+        h = 0.5 * float(torch.diff(g).min())
         n = min(max_buckets, int(math.ceil(span / h)) + 1)
         h = span / max(n - 1, 1) if n == max_buckets else h
         edges = float(g[0]) + h * torch.arange(n, dtype=torch.float64)
@@ -126,8 +128,3 @@ def rollout(table: torch.Tensor, forward_fn, backward_fn) -> tuple[torch.Tensor,
     obj = _Rollout.apply(table, forward_fn, backward_fn, out)
     return obj, out
 
-
-def set_threads(cal: Any) -> None:
-    """Honour `threads` (0: torch's default) for the kernels' parallel loop over paths."""
-    if getattr(cal, "threads", 0):
-        torch.set_num_threads(cal.threads)

@@ -17,14 +17,28 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
 
 using at::Tensor;
+
+// Histogram tails underflow into subnormal floats, whose arithmetic is ~100x slower on x86: flush
+// them to zero inside the kernels' threads (values below 1e-38 in float32; restored on exit).
+struct FlushDenormals {
+#if defined(__SSE__)
+  unsigned int saved;
+  FlushDenormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
 
 // Utility and marginal utility of CRRA, fast paths for the integer cases of the spec (1, 2, 3).
 template <typename T>
@@ -47,34 +61,137 @@ inline void crra_u(T c, double crra, T& u, T& mu) {
 }
 
 // Bracket of b on the asset grid: lo = last node <= b (clamped to [0, nb-2]) from a uniform look-up
-// table of bucket width <= the smallest grid step, then corrected against the grid (exact).
+// table whose buckets are at most half the smallest grid step, then one correction step each way
+// against the grid (exact whatever the rounding of the bucket index). Branch-free: vectorises.
 template <typename T>
 struct Locator {
   const T* grid;
   const int32_t* lut;
   int64_t nb, nlut;
-  double bmin, inv_h;
-  inline int64_t operator()(T b) const {
-    double x = (static_cast<double>(b) - bmin) * inv_h;
-    int64_t k = x <= 0.0 ? 0 : static_cast<int64_t>(x);
-    if (k >= nlut) k = nlut - 1;
-    int64_t lo = lut[k];
-    while (lo < nb - 2 && b >= grid[lo + 1]) ++lo;
-    while (lo > 0 && b < grid[lo]) --lo;
-    return lo;
-  }
+  T bmin, inv_h;
 };
 
-// Young's lottery for state j with savings bn: (lo, weight on lo+1, d weight / d bn).
+// Young's lottery for a whole row: lo[j], the weight w[j] on lo+1 and (WithDw) d w / d b'.
+// Written without branches or short-circuits so that it vectorises (AVX2 gathers).
+template <typename T, bool WithDw>
+inline void lottery_row(const Locator<T>& loc, const T* __restrict bn, int64_t J, int32_t* __restrict lo,
+                        T* __restrict w, T* __restrict dw) {
+  const T* __restrict grid = loc.grid;
+  const int32_t* __restrict lut = loc.lut;
+  const T b0 = grid[0], b1 = grid[loc.nb - 1], bmin = loc.bmin, inv_h = loc.inv_h;
+  const int32_t top = static_cast<int32_t>(loc.nb - 2);
+  const T kmax = static_cast<T>(loc.nlut - 1);
+#pragma omp simd
+  for (int64_t j = 0; j < J; ++j) {
+    const T b = bn[j];
+    const T bc = std::min(std::max(b, b0), b1);
+    const T x = std::min(std::max((bc - bmin) * inv_h, T(0)), kmax);
+    int32_t l = lut[static_cast<int32_t>(x)];
+    l += static_cast<int32_t>(bc >= grid[l + 1]);
+    l = std::min(l, top);
+    l -= static_cast<int32_t>(bc < grid[l]);
+    l = std::max(l, 0);
+    const T left = grid[l], h = grid[l + 1] - left;
+    const T raw = (bc - left) / h;
+    lo[j] = l;
+    w[j] = std::min(std::max(raw, T(0)), T(1));
+    if constexpr (WithDw) {
+      const bool inside = (b >= b0) & (b <= b1) & (raw >= T(0)) & (raw <= T(1));
+      dw[j] = inside ? T(1) / h : T(0);
+    }
+  }
+}
+
+// Utility u(max(c, c_min)) (Clamp) or u(c) of a row, and (WithMu) marginal utility, zero where
+// c < c_min as clamp's gradient. Fast paths for the spec's integer CRRA values 1, 2, 3.
+template <typename T, bool Clamp, bool WithMu, int Crra>
+inline void utility_row_k(const T* __restrict c, int64_t J, double crra, T cmin, T* __restrict u,
+                          T* __restrict mu) {
+#pragma omp simd
+  for (int64_t j = 0; j < J; ++j) {
+    const T cj = c[j];
+    const T cc = Clamp ? std::max(cj, cmin) : cj;
+    T uu, m;
+    if constexpr (Crra == 1) {
+      uu = std::log(cc);
+      m = T(1) / cc;
+    } else if constexpr (Crra == 2) {
+      const T inv = T(1) / cc;
+      uu = -inv;
+      m = inv * inv;
+    } else if constexpr (Crra == 3) {
+      const T inv = T(1) / cc;
+      uu = T(-0.5) * inv * inv;
+      m = inv * inv * inv;
+    } else {
+      m = std::pow(cc, T(-crra));
+      uu = cc * m / T(1.0 - crra);
+    }
+    u[j] = uu;
+    if constexpr (WithMu) mu[j] = (Clamp && cj < cmin) ? T(0) : m;
+  }
+}
+
+template <typename T, bool Clamp, bool WithMu>
+inline void utility_row(const T* c, int64_t J, double crra, T cmin, T* u, T* mu) {
+  if (crra == 1.0) utility_row_k<T, Clamp, WithMu, 1>(c, J, crra, cmin, u, mu);
+  else if (crra == 2.0) utility_row_k<T, Clamp, WithMu, 2>(c, J, crra, cmin, u, mu);
+  else if (crra == 3.0) utility_row_k<T, Clamp, WithMu, 3>(c, J, crra, cmin, u, mu);
+  else utility_row_k<T, Clamp, WithMu, 0>(c, J, crra, cmin, u, mu);
+}
+
 template <typename T>
-inline void lottery(const Locator<T>& loc, T bn, int64_t& lo, T& w, T& dw) {
-  const T b0 = loc.grid[0], b1 = loc.grid[loc.nb - 1];
-  const T bc = bn < b0 ? b0 : (bn > b1 ? b1 : bn);
-  lo = loc(bc);
-  const T left = loc.grid[lo], h = loc.grid[lo + 1] - left;
-  const T raw = (bc - left) / h;
-  w = raw < T(0) ? T(0) : (raw > T(1) ? T(1) : raw);
-  dw = (bn >= b0 && bn <= b1 && raw >= T(0) && raw <= T(1)) ? T(1) / h : T(0);
+inline double dot(const T* a, const T* b, int64_t J) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = 0; j < J; ++j) acc += static_cast<double>(a[j]) * static_cast<double>(b[j]);
+  return acc;
+}
+
+// Screening dot product for the clearing schedule: float, fused multiply-adds, 8 lanes. The two
+// nodes that bracket the clearing price are recomputed exactly (dot, in double) before interpolating.
+template <typename T>
+inline double dot_fast(const T* __restrict a, const T* __restrict b, int64_t J) {
+  if constexpr (std::is_same_v<T, double>) {
+    return dot<T>(a, b, J);
+  } else {
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < J; ++j) acc = std::fma(a[j], b[j], acc);
+    return static_cast<double>(acc);
+  }
+}
+
+// Both histograms moved by the same lottery in one pass (g may be null: only d moves).
+template <typename T>
+inline void scatter2_row(const T* m1, const T* m2, const int32_t* lo, const T* w, int64_t nb, int64_t ny,
+                         T* tmp1, T* tmp2) {
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t y = 0; y < ny; ++y) {
+      const int64_t j = b * ny + y;
+      const int64_t i0 = static_cast<int64_t>(lo[j]) * ny + y;
+      const T hi1 = m1[j] * w[j], hi2 = m2[j] * w[j];
+      tmp1[i0] += m1[j] - hi1;
+      tmp1[i0 + ny] += hi1;
+      tmp2[i0] += m2[j] - hi2;
+      tmp2[i0 + ny] += hi2;
+    }
+  }
+}
+
+// Scatter of a row's mass by the lottery (before the income transition): tmp[lo*ny + y] += m (1-w),
+// tmp[(lo+1)*ny + y] += m w.
+template <typename T>
+inline void scatter_row(const T* m, const int32_t* lo, const T* w, int64_t nb, int64_t ny, T* tmp) {
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t y = 0; y < ny; ++y) {
+      const int64_t j = b * ny + y;
+      const int64_t i0 = static_cast<int64_t>(lo[j]) * ny + y;
+      const T hi = m[j] * w[j];
+      tmp[i0] += m[j] - hi;
+      tmp[i0 + ny] += hi;
+    }
+  }
 }
 
 // out[b, y'] = sum_y tmp[b, y] P[y, y'] (the income transition after the asset lottery).
@@ -105,6 +222,8 @@ inline void mix_backward(const T* lam, const T* P, int64_t nb, int64_t ny, T* V)
   }
 }
 
+inline double interpolate(const double* S, int64_t K, double target, int64_t lo);
+
 // Clearing by interpolation on the price grid (market.bracket with extrapolate = 0): the first
 // upward crossing of the target, else the end segment nearest it.
 inline void bracket(const double* S, int64_t K, double target, int64_t& lo, double& w) {
@@ -114,17 +233,25 @@ inline void bracket(const double* S, int64_t K, double target, int64_t& lo, doub
     if ((S[k] - target) < 0.0 && !((S[k + 1] - target) < 0.0)) { first = k; break; }
   }
   lo = first >= 0 ? first : std::min<int64_t>(std::max<int64_t>(n_below - 1, 0), K - 2);
+  w = interpolate(S, K, target, lo);
+}
+
+// The weight on node lo+1 given the bracket (market.bracket's rules for a target off the schedule).
+inline double interpolate(const double* S, int64_t K, double target, int64_t lo) {
+  int64_t n_below = 0;
+  for (int64_t k = 0; k < K; ++k) n_below += (S[k] - target) < 0.0;
   const double e_lo = S[lo] - target, e_hi = S[lo + 1] - target, denom = e_hi - e_lo;
-  w = denom != 0.0 ? -e_lo / denom : 0.0;
+  double w = denom != 0.0 ? -e_lo / denom : 0.0;
   if (n_below == K) w = std::max(w, 1.0);
   if (n_below == 0) w = std::min(w, 0.0);
   if (!std::isfinite(w)) w = 0.0;
-  w = std::min(std::max(w, 0.0), 1.0);
+  return std::min(std::max(w, 0.0), 1.0);
 }
 
 template <typename T>
 Locator<T> make_locator(const Tensor& grid, const Tensor& lut, double bmin, double inv_h) {
-  return Locator<T>{grid.data_ptr<T>(), lut.data_ptr<int32_t>(), grid.numel(), lut.numel(), bmin, inv_h};
+  return Locator<T>{grid.data_ptr<T>(), lut.data_ptr<int32_t>(), grid.numel(), lut.numel(),
+                    static_cast<T>(bmin), static_cast<T>(inv_h)};
 }
 
 // ------------------------------------------------------------------------------------------ Huggett
@@ -169,7 +296,9 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
   T* recp = rec.data_ptr<T>();
   const T cmin = static_cast<T>(c_min);
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-    std::vector<T> d(J), tg(J), td(J);
+    FlushDenormals ftz;
+    std::vector<T> d(J), tg(J), td(J), bn(J), c(J), u(J), wb(J);
+    std::vector<int32_t> lo(J);
     std::vector<double> S(nr);
     for (int64_t n = n0; n < n1; ++n) {
       T* g = gp + n * J;
@@ -186,13 +315,12 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
         } else {
           zi = s;
           const T* Bz = Bp + zi * nr * J;
-          for (int64_t k = 0; k < nr; ++k) {
-            const T* row = Bz + k * J;
-            double acc = 0.0;
-            for (int64_t j = 0; j < J; ++j) acc += static_cast<double>(row[j] * g[j]);
-            S[k] = acc;
-          }
+          for (int64_t k = 0; k < nr; ++k) S[k] = dot_fast<T>(Bz + k * J, g, J);
           bracket(S.data(), nr, bond_supply, lr, wr);
+          // exact schedule at the bracketing nodes, then the same interpolation rule
+          S[lr] = dot<T>(Bz + lr * J, g, J);
+          S[lr + 1] = dot<T>(Bz + (lr + 1) * J, g, J);
+          wr = interpolate(S.data(), nr, bond_supply, lr);
         }
         const T w = static_cast<T>(wr);
         const T r = rg[lr] * (T(1) - w) + rg[lr + 1] * w;
@@ -205,45 +333,39 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
         const T* B0 = Bp + (zi * nr + lr) * J;
         const T* B1 = B0 + J;
         const T* cz = cashp + zi * J;
-        std::fill(tg.begin(), tg.end(), T(0));
-        std::fill(td.begin(), td.end(), T(0));
-        double ut = 0.0, demand = 0.0, C = 0.0, Ey = 0.0;
+        T* bnp = bn.data();
+        T* cp = c.data();
+#pragma omp simd
         for (int64_t j = 0; j < J; ++j) {
-          const int64_t y = j % ny;
-          const T bn = B0[j] * (T(1) - w) + B1[j] * w;
-          const T c = cz[j] - bn * q;
-          T u, mu;
-          crra_u<T>(c < cmin ? cmin : c, crra, u, mu);
-          ut += static_cast<double>(d[j] * u);
-          int64_t lo;
-          T wb, dw;
-          lottery<T>(loc, bn, lo, wb, dw);
-          const int64_t i0 = lo * ny + y, i1 = i0 + ny;
-          td[i0] += d[j] * (T(1) - wb);
-          td[i1] += d[j] * wb;
-          if (evolve_g) {
-            demand += static_cast<double>(bn * g[j]);
-            if (record) {
-              C += static_cast<double>(c * g[j]);
-              Ey += static_cast<double>(yj[j] * g[j]);
-            }
-            tg[i0] += g[j] * (T(1) - wb);
-            tg[i1] += g[j] * wb;
-          }
+          bnp[j] = B0[j] * (T(1) - w) + B1[j] * w;
+          cp[j] = cz[j] - bnp[j] * q;
         }
-        total += disc * ut;
+        utility_row<T, true, false>(cp, J, crra, cmin, u.data(), nullptr);
+        total += disc * dot<T>(d.data(), u.data(), J);
         disc *= beta;
-        resp[t * N + n] = static_cast<T>(demand - (partial ? 0.0 : bond_supply));
-        if (record) {
-          T at_limit = 0;
-          for (int64_t y = 0; y < ny; ++y) at_limit += g[y];
-          recp[(0 * nrec + t) * N + n] = static_cast<T>(demand);
-          recp[(1 * nrec + t) * N + n] = static_cast<T>(C);
-          recp[(2 * nrec + t) * N + n] = static_cast<T>(Ey);
-          recp[(3 * nrec + t) * N + n] = at_limit;
+        lottery_row<T, false>(loc, bnp, J, lo.data(), wb.data(), nullptr);
+        std::fill(td.begin(), td.end(), T(0));
+        if (evolve_g) {
+          std::fill(tg.begin(), tg.end(), T(0));
+          scatter2_row<T>(d.data(), g, lo.data(), wb.data(), nb, ny, td.data(), tg.data());
+        } else {
+          scatter_row<T>(d.data(), lo.data(), wb.data(), nb, ny, td.data());
         }
+        double demand = 0.0;
+        if (evolve_g) {
+          demand = dot<T>(bnp, g, J);
+          if (record) {
+            T at_limit = 0;
+            for (int64_t y = 0; y < ny; ++y) at_limit += g[y];
+            recp[(0 * nrec + t) * N + n] = static_cast<T>(demand);
+            recp[(1 * nrec + t) * N + n] = static_cast<T>(dot<T>(cp, g, J));
+            recp[(2 * nrec + t) * N + n] = static_cast<T>(dot<T>(yj, g, J));
+            recp[(3 * nrec + t) * N + n] = at_limit;
+          }
+          mix_forward<T>(tg.data(), P, nb, ny, g);
+        }
+        resp[t * N + n] = static_cast<T>(demand - (partial ? 0.0 : bond_supply));
         mix_forward<T>(td.data(), P, nb, ny, d.data());
-        if (evolve_g) mix_forward<T>(tg.data(), P, nb, ny, g);
       }
       objp[n] = static_cast<T>(total);
     }
@@ -275,9 +397,15 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
   const T cmin = static_cast<T>(c_min);
   std::vector<double> disc(T_);
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
+  std::vector<int32_t> yidx(J);
+  for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+    FlushDenormals ftz;
     T* grad = accp + at::get_thread_num() * nz * nr * J;
-    std::vector<T> lam(J), lam_new(J), V(J);
+    std::vector<T> lam(J), lam_new(J), V(J), bn(J), c(J), u(J), mu(J), wb(J), dw(J);
+    std::vector<int32_t> lo(J);
+    const int32_t* yi = yidx.data();
+    const int32_t ny32 = static_cast<int32_t>(ny);
     for (int64_t n = n0; n < n1; ++n) {
       std::fill(lam.begin(), lam.end(), T(0));
       for (int64_t t = T_ - 1; t >= 0; --t) {
@@ -292,19 +420,22 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
         T* G1 = G0 + J;
         const T* cz = cashp + zi * J;
         const T* d = dh + (t * N + n) * J;
+        T *bnp = bn.data(), *cp = c.data(), *up = u.data(), *mup = mu.data(), *wbp = wb.data(), *dwp = dw.data();
+        T *Vp = V.data(), *ln = lam_new.data();
+        const int32_t* lop_ = lo.data();
+#pragma omp simd
         for (int64_t j = 0; j < J; ++j) {
-          const int64_t y = j % ny;
-          const T bn = B0[j] * (T(1) - w) + B1[j] * w;
-          const T c = cz[j] - bn * q;
-          T u, mu;
-          crra_u<T>(c < cmin ? cmin : c, crra, u, mu);
-          if (c < cmin) mu = 0;
-          int64_t lo;
-          T wb, dw;
-          lottery<T>(loc, bn, lo, wb, dw);
-          const T v0 = V[lo * ny + y], v1 = V[(lo + 1) * ny + y];
-          lam_new[j] = bt * u + (T(1) - wb) * v0 + wb * v1;
-          const T gb = d[j] * (-bt * mu * q + (v1 - v0) * dw);
+          bnp[j] = B0[j] * (T(1) - w) + B1[j] * w;
+          cp[j] = cz[j] - bnp[j] * q;
+        }
+        utility_row<T, true, true>(cp, J, crra, cmin, up, mup);
+        lottery_row<T, true>(loc, bnp, J, lo.data(), wbp, dwp);
+#pragma omp simd
+        for (int64_t j = 0; j < J; ++j) {
+          const int32_t i0 = lop_[j] * ny32 + yi[j];
+          const T v0 = Vp[i0], v1 = Vp[i0 + ny32];
+          ln[j] = bt * up[j] + (T(1) - wbp[j]) * v0 + wbp[j] * v1;
+          const T gb = d[j] * (-bt * mup[j] * q + (v1 - v0) * dwp[j]);
           G0[j] += (T(1) - w) * gb;
           G1[j] += w * gb;
         }
@@ -351,15 +482,16 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
   T* recp = rec.data_ptr<T>();
   const T cmin = static_cast<T>(c_min), bl = static_cast<T>(borrowing_limit);
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-    std::vector<T> d(J), tg(J), td(J);
+    FlushDenormals ftz;
+    std::vector<T> d(J), tg(J), td(J), kn(J), c(J), u(J), wb(J);
+    std::vector<int32_t> lo(J);
     for (int64_t n = n0; n < n1; ++n) {
       T* g = gp + n * J;
       std::fill(d.begin(), d.end(), T(1) / T(J));
       double disc = 1.0, total = 0.0;
       for (int64_t t = 0; t < T_; ++t) {
         const T z = zg[sp[t * N + n]];
-        T K = 0;
-        for (int64_t j = 0; j < J; ++j) K += bj[j] * g[j];
+        T K = static_cast<T>(dot<T>(bj, g, J));
         if (K < T(1e-6)) K = T(1e-6);
         const T r = static_cast<T>(alpha) * z * std::pow(K, static_cast<T>(alpha - 1)) - static_cast<T>(delta);
         const T wage = static_cast<T>(1 - alpha) * z * std::pow(K, static_cast<T>(alpha));
@@ -378,47 +510,37 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
         const T* S10 = sh + ((lw + 1) * nr + lr) * J;
         const T* S11 = S10 + J;
         std::memcpy(dh + (t * N + n) * J, d.data(), J * sizeof(T));
-        std::fill(tg.begin(), tg.end(), T(0));
-        std::fill(td.begin(), td.end(), T(0));
-        double ut = 0.0, savings = 0.0, C = 0.0;
+        T *knp = kn.data(), *cp = c.data();
+#pragma omp simd
         for (int64_t j = 0; j < J; ++j) {
-          const int64_t y = j % ny;
           const T s_lo = S00[j] * (T(1) - ar) + S01[j] * ar;
           const T s_hi = S10[j] * (T(1) - ar) + S11[j] * ar;
           const T s = s_lo * (T(1) - aw) + s_hi * aw;
           const T cash = (T(1) + r) * bj[j] + wage * yj[j];
-          T c = s * cash;
-          c = c < cmin ? cmin : c;
-          c = std::min(c, cash - bl);
-          const T kn = cash - c;
-          T u, mu;
-          crra_u<T>(c, crra, u, mu);
-          ut += static_cast<double>(d[j] * u);
-          savings += static_cast<double>(kn * g[j]);
-          if (record) C += static_cast<double>(c * g[j]);
-          int64_t lo;
-          T wb, dwb;
-          lottery<T>(loc, kn, lo, wb, dwb);
-          const int64_t i0 = lo * ny + y, i1 = i0 + ny;
-          td[i0] += d[j] * (T(1) - wb);
-          td[i1] += d[j] * wb;
-          tg[i0] += g[j] * (T(1) - wb);
-          tg[i1] += g[j] * wb;
+          T cc = s * cash;
+          cc = cc < cmin ? cmin : cc;
+          cc = std::min(cc, cash - bl);
+          cp[j] = cc;
+          knp[j] = cash - cc;
         }
-        total += disc * ut;
+        utility_row<T, false, false>(cp, J, crra, cmin, u.data(), nullptr);
+        total += disc * dot<T>(d.data(), u.data(), J);
         disc *= beta;
-        T at_limit = 0;
-        if (record) for (int64_t y = 0; y < ny; ++y) at_limit += g[y];
-        mix_forward<T>(td.data(), P, nb, ny, d.data());
-        mix_forward<T>(tg.data(), P, nb, ny, g);
-        double K1 = 0.0;
-        for (int64_t j = 0; j < J; ++j) K1 += static_cast<double>(bj[j] * g[j]);
-        resp[t * N + n] = static_cast<T>(K1 - savings);
+        const double savings = dot<T>(knp, g, J);
+        lottery_row<T, false>(loc, knp, J, lo.data(), wb.data(), nullptr);
+        std::fill(td.begin(), td.end(), T(0));
+        std::fill(tg.begin(), tg.end(), T(0));
+        scatter2_row<T>(d.data(), g, lo.data(), wb.data(), nb, ny, td.data(), tg.data());
         if (record) {
+          T at_limit = 0;
+          for (int64_t y = 0; y < ny; ++y) at_limit += g[y];
           recp[(0 * nrec + t) * N + n] = K;
-          recp[(1 * nrec + t) * N + n] = static_cast<T>(C);
+          recp[(1 * nrec + t) * N + n] = static_cast<T>(dot<T>(cp, g, J));
           recp[(2 * nrec + t) * N + n] = at_limit;
         }
+        mix_forward<T>(td.data(), P, nb, ny, d.data());
+        mix_forward<T>(tg.data(), P, nb, ny, g);
+        resp[t * N + n] = static_cast<T>(dot<T>(bj, g, J) - savings);
       }
       objp[n] = static_cast<T>(total);
     }
@@ -450,9 +572,15 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
   const T cmin = static_cast<T>(c_min), bl = static_cast<T>(borrowing_limit);
   std::vector<double> disc(T_);
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
+  std::vector<int32_t> yidx(J);
+  for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
+    FlushDenormals ftz;
     T* grad = accp + at::get_thread_num() * nw * nr * J;
-    std::vector<T> lam(J), lam_new(J), V(J);
+    std::vector<T> lam(J), lam_new(J), V(J), kn(J), c(J), dc(J), u(J), mu(J), wb(J), dwv(J);
+    std::vector<int32_t> lo(J);
+    const int32_t* yi = yidx.data();
+    const int32_t ny32 = static_cast<int32_t>(ny);
     for (int64_t n = n0; n < n1; ++n) {
       std::fill(lam.begin(), lam.end(), T(0));
       for (int64_t t = T_ - 1; t >= 0; --t) {
@@ -472,8 +600,11 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
         const T bt = static_cast<T>(disc[t] * static_cast<double>(go[n]));
         mix_backward<T>(lam.data(), P, nb, ny, V.data());
         const T* d = dh + (t * N + n) * J;
+        T *knp = kn.data(), *cp = c.data(), *dcp = dc.data(), *up = u.data(), *mup = mu.data();
+        T *wbp = wb.data(), *dwp = dwv.data(), *Vp = V.data(), *ln = lam_new.data();
+        const int32_t* lop_ = lo.data();
+#pragma omp simd
         for (int64_t j = 0; j < J; ++j) {
-          const int64_t y = j % ny;
           const T s_lo = S00[j] * (T(1) - ar) + S01[j] * ar;
           const T s_hi = S10[j] * (T(1) - ar) + S11[j] * ar;
           const T s = s_lo * (T(1) - aw) + s_hi * aw;
@@ -481,17 +612,20 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
           const T c0 = s * cash;
           const T c1 = c0 < cmin ? cmin : c0;
           const T cap = cash - bl;
-          const T c = std::min(c1, cap);
-          const T dc = (c0 >= cmin && c1 < cap) ? cash : (c1 == cap && c0 >= cmin ? T(0.5) * cash : T(0));
-          const T kn = cash - c;
-          T u, mu;
-          crra_u<T>(c, crra, u, mu);
-          int64_t lo;
-          T wb, dwb;
-          lottery<T>(loc, kn, lo, wb, dwb);
-          const T v0 = V[lo * ny + y], v1 = V[(lo + 1) * ny + y];
-          lam_new[j] = bt * u + (T(1) - wb) * v0 + wb * v1;
-          const T gs = d[j] * (bt * mu - (v1 - v0) * dwb) * dc;
+          const T cc = std::min(c1, cap);
+          // torch's gradients: clamp passes where c0 >= c_min; minimum splits a tie evenly
+          dcp[j] = c0 >= cmin ? (c1 < cap ? cash : (c1 == cap ? T(0.5) * cash : T(0))) : T(0);
+          cp[j] = cc;
+          knp[j] = cash - cc;
+        }
+        utility_row<T, false, true>(cp, J, crra, cmin, up, mup);
+        lottery_row<T, true>(loc, knp, J, lo.data(), wbp, dwp);
+#pragma omp simd
+        for (int64_t j = 0; j < J; ++j) {
+          const int32_t i0 = lop_[j] * ny32 + yi[j];
+          const T v0 = Vp[i0], v1 = Vp[i0 + ny32];
+          ln[j] = bt * up[j] + (T(1) - wbp[j]) * v0 + wbp[j] * v1;
+          const T gs = d[j] * (bt * mup[j] - (v1 - v0) * dwp[j]) * dcp[j];
           G00[j] += c00 * gs;
           G01[j] += c01 * gs;
           G10[j] += c10 * gs;
