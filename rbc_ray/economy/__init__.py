@@ -1,5 +1,6 @@
 """The batched RBC economy of Curry et al. 2022 (spec: ../shared/spec/rbc_economy.md)."""
 
+from . import fused
 from .actions import AGENT_TYPES, ActionError, Actions, action_nvec, check_actions, head_names
 from .config import (CONFIG_KEYS, PRESETS, ConfigError, EconomyConfig, closed_economy, open_economy,
                      paper_economy, preset_config)
@@ -9,7 +10,7 @@ from .state import Params, State, initial_state
 from .step import Accounts, Rewards, StepResult, step
 
 __all__ = [
-    "AGENT_TYPES", "ActionError", "Actions", "action_nvec", "check_actions", "head_names",
+    "fused", "AGENT_TYPES", "ActionError", "Actions", "action_nvec", "check_actions", "head_names",
     "CONFIG_KEYS", "PRESETS", "ConfigError", "EconomyConfig", "closed_economy", "open_economy",
     "paper_economy", "preset_config", "Economy", "Observation", "obs_sizes", "observe", "Params",
     "State", "initial_state", "Accounts", "Rewards", "StepResult", "step",

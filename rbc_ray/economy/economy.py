@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from .actions import Actions, action_nvec, check_actions
 from .config import EconomyConfig
 from .observe import Observation, observe
 from .state import Params, State, initial_state
 from .step import StepResult, step
 
+BACKENDS = ("auto", "torch", "fused")
+
 
 class Economy:
-    """n_envs independent replicas of one economy on one torch device."""
+    """n_envs independent replicas of one economy on one torch device.
+
+    backend: 'torch' runs step.py (any device; `compile=True` wraps it in torch.compile); 'fused'
+    runs the same maths as one C++ kernel on CPU (fused.py); 'auto' picks 'fused' on CPU when it
+    builds and `compile` is off, else 'torch'. `self.backend` says which one runs.
+    """
 
     def __init__(self, cfg: EconomyConfig, n_envs: int = 1, device: str | torch.device = "cpu",
-                 seed: int | None = None, compile: bool = False) -> None:
+                 seed: int | None = None, compile: bool = False, backend: str = "auto") -> None:
         if not isinstance(cfg, EconomyConfig):
             raise TypeError(f"cfg must be an EconomyConfig, got {type(cfg).__name__}")
         if not isinstance(n_envs, int) or isinstance(n_envs, bool) or n_envs <= 0:
@@ -29,10 +37,28 @@ class Economy:
         self.params = Params.build(cfg, device)
         self.device = self.params.device
         self.generator = torch.Generator(device=self.device)
-        # torch.compile fuses the step's elementwise ops into a few kernels (CPU: C++, GPU: Triton)
-        self._step = torch.compile(step, dynamic=False) if compile else step
+        self.backend = self._choose_backend(backend, compile)
+        if self.backend == "fused":
+            self._step = fused.fused_step
+        else:  # torch.compile fuses the step's elementwise ops into a few kernels (CPU: C++, GPU: Triton)
+            self._step = torch.compile(step, dynamic=False) if compile else step
         self.state: State = initial_state(self.params, n_envs)
         self.reset(seed)
+
+    def _choose_backend(self, backend: str, compile: bool) -> str:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: must be one of {BACKENDS}")
+        if backend == "fused":
+            if self.device.type != "cpu":
+                raise ValueError(f"backend='fused' runs on CPU only, not on device {str(self.device)!r}")
+            if compile:
+                raise ValueError("backend='fused' and compile=True exclude each other")
+            if not fused.available():
+                raise RuntimeError(f"backend='fused' is unavailable here: {fused.error()}")
+            return "fused"
+        if backend == "auto" and self.device.type == "cpu" and not compile and fused.available():
+            return "fused"
+        return "torch"
 
     def reset(self, seed: int | None = None, theta_factor: float = 1.0) -> Observation:
         """Every replica back to the initial state; reseeds the shock RNG when a seed is given."""

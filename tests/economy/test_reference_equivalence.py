@@ -1,4 +1,6 @@
-"""The batched torch step equals the plain per-agent reference loop (float64, 1e-5 relative).
+"""The batched step (torch and fused CPU kernel) equals the plain per-agent reference loop.
+
+Float64, 1e-5 relative. The fused kernel is checked on exactly the same cases as the torch step.
 
 For each config: several envs side by side, 50 steps of random actions (episodes reset when done),
 and every state field, reward, accounting entry and full observation of every env is compared with
@@ -14,8 +16,12 @@ import torch
 from economy_helpers import (assert_record_close, assert_tree_close, batched_record, env_actions, random_state, reset_done,
                              sample_actions)
 
-from rbc_ray.economy import Economy, EconomyConfig, Params, initial_state, step
+from rbc_ray.economy import Economy, EconomyConfig, Params, fused, initial_state, step
 from rbc_ray.economy.reference import ReferenceEconomy
+
+needs_fused = pytest.mark.skipif(not fused.available(), reason=f"fused CPU step unavailable: {fused.error()}")
+BACKENDS = [pytest.param("torch", id="torch"), pytest.param("fused", id="fused", marks=needs_fused)]
+STEPS = {"torch": step, "fused": fused.fused_step}
 
 SMALL = {"n_consumers": 3, "n_firms": 2}
 MID = {"n_consumers": 7, "n_firms": 3}
@@ -48,7 +54,8 @@ CASES = {
 
 
 def run_against_reference(cfg: EconomyConfig, n_envs: int, n_steps: int, seed: int,
-                          random_start: bool) -> None:
+                          random_start: bool, backend: str = "torch") -> None:
+    step_fn = STEPS[backend]
     params = Params.build(cfg)
     gen = torch.Generator().manual_seed(seed)
     state = initial_state(params, n_envs)
@@ -66,7 +73,7 @@ def run_against_reference(cfg: EconomyConfig, n_envs: int, n_steps: int, seed: i
     for k in range(n_steps):
         actions = sample_actions(cfg, n_envs, gen)
         noise = torch.randn(n_envs, generator=gen, dtype=torch.float64) if shocked else None
-        next_state, result = step(params, state, actions, noise)
+        next_state, result = step_fn(params, state, actions, noise)
         for e in range(n_envs):
             c, f, g = env_actions(actions, e)
             expected = refs[e].step(c, f, g, tfp_noise=float(noise[e]) if shocked else 0.0)
@@ -76,23 +83,28 @@ def run_against_reference(cfg: EconomyConfig, n_envs: int, n_steps: int, seed: i
         state = reset_done(params, next_state, result.done)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_batched_step_equals_reference(name: str) -> None:
+def test_batched_step_equals_reference(name: str, backend: str) -> None:
     cfg = EconomyConfig.from_dict({**CASES[name], "dtype": "float64"})
-    run_against_reference(cfg, n_envs=4, n_steps=50, seed=zlib.crc32(name.encode()) % 1000, random_start=True)
+    run_against_reference(cfg, n_envs=4, n_steps=50, seed=zlib.crc32(name.encode()) % 1000, random_start=True,
+                          backend=backend)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("open_economy", [True, False], ids=["open", "closed"])
-def test_reference_size_100x10(open_economy: bool) -> None:
+def test_reference_size_100x10(open_economy: bool, backend: str) -> None:
     """The paper's size (100 consumers, 10 firms), from the initial state."""
     cfg = EconomyConfig(open_economy=open_economy, dtype="float64")
-    run_against_reference(cfg, n_envs=2, n_steps=50, seed=7, random_start=False)
+    run_against_reference(cfg, n_envs=2, n_steps=50, seed=7, random_start=False, backend=backend)
 
 
-def test_economy_wrapper_equals_reference() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_economy_wrapper_equals_reference(backend: str) -> None:
     """The stateful Economy (validated actions, its own random actions) follows the oracle too."""
     cfg = EconomyConfig(n_consumers=5, n_firms=3, dtype="float64", episode_length=4)
-    econ = Economy(cfg, n_envs=3, seed=3)
+    econ = Economy(cfg, n_envs=3, seed=3, backend=backend)
+    assert econ.backend == backend
     refs = [ReferenceEconomy(cfg) for _ in range(3)]
     gen = torch.Generator().manual_seed(11)
     for k in range(12):

@@ -1,0 +1,118 @@
+"""The fused CPU step: step.py's maths as one C++ pass per env (fused_cpu.cpp), built on first use.
+
+On a 2-core CPU the torch step is dispatch- and memory-bound (about a hundred small ops); the fused
+kernel does the same arithmetic in cache, envs in parallel on torch's threads. It needs a C++
+compiler and ninja (torch.utils.cpp_extension); without them `available()` is False and the
+economy uses the torch step. Same signature as `step.step`, CPU tensors only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .actions import Actions
+from .config import EconomyConfig
+from .observe import Observation
+from .state import Params, State
+from .step import Accounts, Rewards, StepResult
+
+_SOURCE = Path(__file__).with_name("fused_cpu.cpp")
+_LOCK = threading.Lock()
+_MODULE: Any = None
+_ERROR: str | None = None
+log = logging.getLogger(__name__)
+
+
+def _cflags() -> list[str]:
+    flags = ["-O3", "-fopenmp-simd", "-fno-trapping-math"]
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # older torch
+        capability = "DEFAULT"
+    if capability in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def load() -> Any:
+    """The compiled extension (cached under torch's extensions dir), or None with `error()` set."""
+    global _MODULE, _ERROR
+    with _LOCK:
+        if _MODULE is None and _ERROR is None:
+            if os.environ.get("RBC_RAY_FUSED", "1") == "0":
+                _ERROR = "disabled by RBC_RAY_FUSED=0"
+                return None
+            try:
+                from torch.utils.cpp_extension import load as load_extension
+
+                _MODULE = load_extension(name="rbc_ray_fused_step", sources=[str(_SOURCE)],
+                                         extra_cflags=_cflags(), verbose=False)
+            except Exception as err:  # no compiler, no ninja, ...: fall back to the torch step
+                _ERROR = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+                log.warning("rbc-ray: fused CPU step unavailable, using the torch step (%s)", _ERROR)
+        return _MODULE
+
+
+def available() -> bool:
+    """True when the fused kernel is built (building it on first call)."""
+    return load() is not None
+
+
+def error() -> str | None:
+    """Why the kernel is unavailable (None when it loaded or was not tried)."""
+    return _ERROR
+
+
+@functools.lru_cache(maxsize=64)
+def _scalars(cfg: EconomyConfig) -> tuple[list[float], list[int]]:
+    """The config's constants and switches in the order fused_cpu.cpp reads them."""
+    scalars = [cfg.eta, cfg.p_export, cfg.q_export, cfg.investment_fraction, cfg.firm_welfare_weight,
+               cfg.budget_epsilon, cfg.interest_rate, cfg.depreciation, cfg.productivity, cfg.tfp_rho,
+               cfg.tfp_sigma, cfg.n_consumers, cfg.episode_length, cfg.price_scale, cfg.wage_scale,
+               cfg.theta_scale, cfg.capital_scale]
+    flags = [cfg.open_economy, cfg.export_strict, cfg.investment_base == "income",
+             cfg.labour_disutility == "quadratic", cfg.welfare == "total", cfg.digit_encoding,
+             cfg.tfp_sigma > 0.0 or cfg.tfp_rho != 0.0]
+    return [float(s) for s in scalars], [int(f) for f in flags]
+
+
+def fused_step(params: Params, state: State, actions: Actions,
+               tfp_noise: torch.Tensor | None = None) -> tuple[State, StepResult]:
+    """step.step computed by the fused kernel; raises RuntimeError when it is unavailable."""
+    module = load()
+    if module is None:
+        raise RuntimeError(f"the fused CPU step is unavailable: {_ERROR}")
+    if params.device.type != "cpu":
+        raise ValueError(f"the fused step runs on CPU only, the economy is on {params.device}")
+    scalars, flags = _scalars(params.cfg)
+    noise = params.theta.new_empty(0) if tfp_noise is None else tfp_noise.to(params.dtype).contiguous()
+    s = state
+    inputs = [s.price, s.wage, s.stock, s.capital, s.firm_budget, s.consumer_budget, s.income_tax,
+              s.corporate_tax, s.t, s.log_tfp, s.theta_factor, params.theta, params.alpha,
+              params.demand_grid, params.hours_grid, params.price_grid, params.wage_grid,
+              params.tax_grid, params.digit_scale,
+              actions.consumer, actions.firm, actions.government, noise]
+    out = module.step([x.contiguous() for x in inputs], scalars, flags)
+    (price, wage, stock, over, capital, fb, cb, itax, ctax, t, log_tfp,
+     consumed, spending, labour_income, hours, sold, exported, produced, labour, revenue, wage_bill,
+     investment, profit, itax_total, ctax_total, taxes, lump, c_reward, f_reward, welfare, done,
+     obs_g, obs_c, obs_f) = out
+    next_state = State(price=price, wage=wage, stock=stock, overdemanded=over, capital=capital,
+                       firm_budget=fb, consumer_budget=cb, income_tax=itax, corporate_tax=ctax, t=t,
+                       log_tfp=log_tfp, theta_factor=s.theta_factor)
+    accounts = Accounts(
+        consumed=consumed.transpose(1, 2), consumer_spending=spending, labour_income=labour_income,
+        hours=hours, units_sold=sold, exported=exported, produced=produced, labour=labour,
+        firm_revenue=revenue, wage_bill=wage_bill, investment=investment, profit=profit,
+        income_tax=itax_total, corporate_tax=ctax_total, taxes=taxes, lump_sum=lump)
+    result = StepResult(obs=Observation(global_=obs_g, consumer=obs_c, firm=obs_f),
+                        rewards=Rewards(consumer=c_reward, firm=f_reward, government=welfare),
+                        done=done, accounts=accounts)
+    return next_state, result

@@ -1,0 +1,390 @@
+// The economy step fused into one pass per env, for CPU (rbc_ray/economy/fused.py loads it).
+//
+// Same maths and order of events as step.py (spec: ../shared/spec/rbc_economy.md); the torch step
+// stays the definition and the GPU path, and the tests hold this kernel to the per-agent reference
+// loop. Why it exists: on a 2-core CPU the torch step is ~100 small ops whose dispatch and memory
+// passes cost more than the arithmetic; here every env is one cache-resident pass, envs run in
+// parallel on torch's intra-op threads, and the [F, N] utility loop vectorises (AVX2 when built so).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+// Branch-free float log and exp (Cephes polynomials, about 1 ulp) so that the utility loop
+// vectorises (with -fno-trapping-math); float64 uses the C library.
+inline float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
+inline int32_t float_to_bits(float x) { return __builtin_bit_cast(int32_t, x); }
+inline float fast_log(float x) {
+  const int32_t ix = float_to_bits(x);
+  float e = static_cast<float>(((ix >> 23) & 0xff) - 126);
+  float m = bits_to_float((ix & 0x007fffff) | 0x3f000000);
+  const float small = m < 0.707106781186547524f ? 1.0f : 0.0f;
+  e -= small;
+  m = m + small * m - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y += -2.12194440e-4f * e;
+  y += -0.5f * z;
+  return m + y + 0.693359375f * e;
+}
+inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+  x = x - n * 0.693359375f + n * 2.12194440e-4f;
+  const float z = x * x;
+  float y = 1.9875691500e-4f;
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * z + x + 1.0f;
+  return y * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+}
+inline void add_power(const float* __restrict c, float k, float* __restrict acc, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) acc[j] += fast_exp(k * fast_log(c[j] + 1.0f));
+}
+
+inline void add_power(const double* c, double k, double* acc, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) acc[j] += std::exp(k * std::log(c[j] + 1.0));
+}
+
+// Scalars of the config, in the order fused.py passes them.
+enum Scalar {
+  kEta, kPExport, kQExport, kInvestmentFraction, kFirmWelfareWeight, kBudgetEpsilon,
+  kInterestRate, kDepreciation, kProductivity, kTfpRho, kTfpSigma, kNConsumers, kEpisodeLength,
+  kPriceScale, kWageScale, kThetaScale, kCapitalScale, kNumScalars
+};
+enum Flag {
+  kOpen, kExportStrict, kInvestIncome, kLabourQuadratic, kWelfareTotal, kDigits, kTfpOn, kNumFlags
+};
+
+template <typename T>
+std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::vector<double>& sc,
+                                  const std::vector<int64_t>& fl) {
+  const at::Tensor& price_t = in[0];
+  const int64_t E = price_t.size(0), F = price_t.size(1), N = in[5].size(1);
+  const int64_t D = in[18].size(0);
+  const bool digits = fl[kDigits] != 0;
+  const int64_t DB = digits ? D : 1;            // width of an encoded budget or stock
+  const int64_t G = 3 * F + F * DB + 3;         // global observation
+  const int64_t DC = DB + 1;                    // consumer own part
+  const int64_t DF = DB + 2 + F;                // firm own part
+  const int64_t A = F + 2;                      // consumer action heads
+
+  const T* price = in[0].data_ptr<T>();
+  const T* wage = in[1].data_ptr<T>();
+  const T* stock = in[2].data_ptr<T>();
+  const T* capital = in[3].data_ptr<T>();
+  const T* firm_budget = in[4].data_ptr<T>();
+  const T* budget = in[5].data_ptr<T>();
+  const T* income_tax = in[6].data_ptr<T>();
+  const T* corporate_tax = in[7].data_ptr<T>();
+  const T* tt = in[8].data_ptr<T>();
+  const T* log_tfp = in[9].data_ptr<T>();
+  const T* theta_factor = in[10].data_ptr<T>();
+  const T* theta = in[11].data_ptr<T>();
+  const T* alpha = in[12].data_ptr<T>();
+  const T* demand_grid = in[13].data_ptr<T>();
+  const T* hours_grid = in[14].data_ptr<T>();
+  const T* price_grid = in[15].data_ptr<T>();
+  const T* wage_grid = in[16].data_ptr<T>();
+  const T* tax_grid = in[17].data_ptr<T>();
+  const T* digit_scale = in[18].data_ptr<T>();
+  const int64_t* act_c = in[19].data_ptr<int64_t>();
+  const int64_t* act_f = in[20].data_ptr<int64_t>();
+  const int64_t* act_g = in[21].data_ptr<int64_t>();
+  const bool has_noise = in[22].numel() == E;
+  const T* noise = has_noise ? in[22].data_ptr<T>() : nullptr;
+  const int64_t n_demand = in[13].size(0), n_hours = in[14].size(0), n_price = in[15].size(0),
+                n_wage = in[16].size(0), n_tax = in[17].size(0);
+
+  const T one_minus_eta = static_cast<T>(1.0 - sc[kEta]);
+  const T p_export = static_cast<T>(sc[kPExport]), q_export = static_cast<T>(sc[kQExport]);
+  const T inv_frac = static_cast<T>(sc[kInvestmentFraction]);
+  const T fww = static_cast<T>(sc[kFirmWelfareWeight]);
+  const T eps = static_cast<T>(sc[kBudgetEpsilon]);
+  const double interest = sc[kInterestRate];
+  const T growth = static_cast<T>(1.0 + sc[kInterestRate]);
+  const double dep = sc[kDepreciation];
+  const T keep = static_cast<T>(1.0 - sc[kDepreciation]);
+  const T productivity = static_cast<T>(sc[kProductivity]);
+  const T tfp_rho = static_cast<T>(sc[kTfpRho]), tfp_sigma = static_cast<T>(sc[kTfpSigma]);
+  const T n_consumers = static_cast<T>(sc[kNConsumers]);
+  const T episode_length = static_cast<T>(sc[kEpisodeLength]);
+  const T price_scale = static_cast<T>(sc[kPriceScale]), wage_scale = static_cast<T>(sc[kWageScale]);
+  const T theta_scale = static_cast<T>(sc[kThetaScale]), capital_scale = static_cast<T>(sc[kCapitalScale]);
+
+  const auto opts = price_t.options();
+  auto ef = [&]() { return at::empty({E, F}, opts); };
+  auto en = [&]() { return at::empty({E, N}, opts); };
+  auto e1 = [&]() { return at::empty({E}, opts); };
+  // next state
+  at::Tensor n_price_t = ef(), n_wage_t = ef(), n_stock_t = ef(), n_over_t = ef(), n_capital_t = ef(),
+             n_fb_t = ef(), n_cb_t = en(), n_itax_t = e1(), n_ctax_t = e1(), n_t_t = e1(),
+             n_tfp_t = e1();
+  // accounts
+  at::Tensor consumed_t = at::empty({E, F, N}, opts), spending_t = en(), li_t = en(), hours_t = en(),
+             sold_t = ef(), exported_t = ef(), produced_t = ef(), labour_t = ef(), revenue_t = ef(),
+             wage_bill_t = ef(), investment_t = ef(), profit_t = ef(), itax_total_t = e1(),
+             ctax_total_t = e1(), taxes_t = e1(), lump_t = e1();
+  // rewards, done, observations
+  at::Tensor c_reward_t = en(), f_reward_t = ef(), welfare_t = e1();
+  at::Tensor done_t = at::empty({E}, opts.dtype(at::kBool));
+  at::Tensor obs_g_t = at::empty({E, G}, opts), obs_c_t = at::empty({E, N, DC}, opts),
+             obs_f_t = at::empty({E, F, DF}, opts);
+
+  T *o_price = n_price_t.data_ptr<T>(), *o_wage = n_wage_t.data_ptr<T>(), *o_stock = n_stock_t.data_ptr<T>(),
+    *o_over = n_over_t.data_ptr<T>(), *o_capital = n_capital_t.data_ptr<T>(), *o_fb = n_fb_t.data_ptr<T>(),
+    *o_cb = n_cb_t.data_ptr<T>(), *o_itax = n_itax_t.data_ptr<T>(), *o_ctax = n_ctax_t.data_ptr<T>(),
+    *o_t = n_t_t.data_ptr<T>(), *o_tfp = n_tfp_t.data_ptr<T>();
+  T *consumed = consumed_t.data_ptr<T>(), *spending = spending_t.data_ptr<T>(), *li = li_t.data_ptr<T>(),
+    *hours = hours_t.data_ptr<T>(), *sold = sold_t.data_ptr<T>(), *exported = exported_t.data_ptr<T>(),
+    *produced = produced_t.data_ptr<T>(), *labour = labour_t.data_ptr<T>(), *revenue = revenue_t.data_ptr<T>(),
+    *wage_bill = wage_bill_t.data_ptr<T>(), *investment = investment_t.data_ptr<T>(),
+    *profit = profit_t.data_ptr<T>(), *itax_total = itax_total_t.data_ptr<T>(),
+    *ctax_total = ctax_total_t.data_ptr<T>(), *taxes = taxes_t.data_ptr<T>(), *lump = lump_t.data_ptr<T>();
+  T *c_reward = c_reward_t.data_ptr<T>(), *f_reward = f_reward_t.data_ptr<T>(), *welfare = welfare_t.data_ptr<T>();
+  bool* done = done_t.data_ptr<bool>();
+  T *obs_g = obs_g_t.data_ptr<T>(), *obs_c = obs_c_t.data_ptr<T>(), *obs_f = obs_f_t.data_ptr<T>();
+
+  std::atomic<bool> bad_action{false};
+
+  at::parallel_for(0, E, 8, [&](int64_t begin, int64_t end) {
+    std::vector<T> scale(N), usum(N), total(F), ration(F), corp_paid(F);
+    std::vector<int64_t> employer(N);
+    bool bad = false;
+    for (int64_t e = begin; e < end; ++e) {
+      const T* p = price + e * F;
+      const T* w = wage + e * F;
+      const T* y = stock + e * F;
+      const T* B = budget + e * N;
+      T* cons = consumed + e * F * N;  // [F, N], firm-major like step.py
+      T* h = hours + e * N;
+      T* lab = labour + e * F;
+      // 1 consumers scale demand to their budget (indices are clamped; `bad` reports them)
+      for (int64_t i = 0; i < F; ++i) lab[i] = T(0);
+      for (int64_t j = 0; j < N; ++j) {
+        const int64_t* a = act_c + (e * N + j) * A;
+        for (int64_t i = 0; i < F; ++i) {
+          const uint64_t k = static_cast<uint64_t>(a[i]);
+          const bool out = k >= static_cast<uint64_t>(n_demand);
+          bad |= out;
+          cons[i * N + j] = demand_grid[out ? 0 : k];
+        }
+        const uint64_t kh = static_cast<uint64_t>(a[F]), emp = static_cast<uint64_t>(a[F + 1]);
+        const bool out_h = kh >= static_cast<uint64_t>(n_hours), out_e = emp >= static_cast<uint64_t>(F);
+        bad |= out_h | out_e;
+        h[j] = hours_grid[out_h ? 0 : kh];
+        employer[j] = out_e ? 0 : static_cast<int64_t>(emp);
+        scale[j] = T(0);  // cost, until the next loop turns it into the scale
+      }
+      for (int64_t i = 0; i < F; ++i) {
+        const T* row = cons + i * N;
+        const T pi = p[i];
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) scale[j] += row[j] * pi;
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) {
+        const T cost = scale[j], b = B[j];
+        const bool over = (cost > T(0)) && (cost > b);
+        scale[j] = over ? std::max(b, T(0)) / cost : T(1);
+      }
+      // 2 total demand and hours per firm
+      for (int64_t i = 0; i < F; ++i) {
+        T* row = cons + i * N;
+        T s = T(0);
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < N; ++j) {
+          row[j] *= scale[j];
+          s += row[j];
+        }
+        total[i] = s;
+      }
+      for (int64_t j = 0; j < N; ++j) lab[employer[j]] += h[j];
+      // 3 rationing
+      T* sd = sold + e * F;
+      for (int64_t i = 0; i < F; ++i) {
+        const bool r = (total[i] > T(0)) && (total[i] > y[i]);
+        ration[i] = r ? y[i] / total[i] : T(1);
+        sd[i] = r ? y[i] : total[i];
+        o_over[e * F + i] = r ? T(1) : T(0);
+      }
+      // 4 consumers receive goods, utility, income tax
+      T* sp = spending + e * N;
+      for (int64_t j = 0; j < N; ++j) { sp[j] = T(0); usum[j] = T(0); }
+      for (int64_t i = 0; i < F; ++i) {
+        T* row = cons + i * N;
+        const T r = ration[i], pi = p[i];
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) {
+          row[j] *= r;
+          sp[j] += row[j] * pi;
+        }
+        add_power(row, one_minus_eta, usum.data(), N);
+      }
+      const T tf = theta_factor[e];
+      const T tau_inc = income_tax[e];
+      const bool quadratic = fl[kLabourQuadratic] != 0;
+      T* cr = c_reward + e * N;
+      T* lie = li + e * N;
+      T* cb = o_cb + e * N;
+      T itax_sum = T(0), reward_sum = T(0);
+      for (int64_t j = 0; j < N; ++j) {
+        const T utility = (usum[j] - static_cast<T>(F)) / one_minus_eta;
+        const T effort = quadratic ? h[j] * h[j] : h[j];
+        cr[j] = utility - T(0.5) * (theta[j] * tf) * effort;
+        lie[j] = w[employer[j]] * h[j];
+        itax_sum += tau_inc * lie[j];
+        reward_sum += cr[j];
+      }
+      // 5 exports; 6 firms
+      const T tau_corp = corporate_tax[e];
+      const T tfp = productivity * std::exp(log_tfp[e]);
+      T ctax_sum = T(0), firm_reward_sum = T(0);
+      for (int64_t i = 0; i < F; ++i) {
+        const int64_t o = e * F + i;
+        T ex = T(0);
+        if (fl[kOpen]) {
+          const bool eligible = fl[kExportStrict] ? p[i] > p_export : p[i] >= p_export;
+          const T leftover = std::max(y[i] - sd[i], T(0));
+          ex = eligible ? std::min(leftover, q_export) : T(0);
+        }
+        exported[o] = ex;
+        revenue[o] = (sd[i] + ex) * p[i];
+        wage_bill[o] = lab[i] * w[i];
+        const T gross = revenue[o] - wage_bill[o];
+        const T base = fl[kInvestIncome] ? gross : firm_budget[o];
+        investment[o] = std::max(inv_frac * base, T(0));
+        profit[o] = gross - investment[o];
+        corp_paid[i] = tau_corp * std::max(profit[o], T(0));
+        f_reward[o] = profit[o] - corp_paid[i];
+        produced[o] = tfp * std::pow(capital[o], T(1) - alpha[i]) * std::pow(lab[i], alpha[i]);
+        ctax_sum += corp_paid[i];
+        firm_reward_sum += f_reward[o];
+      }
+      // 7 time; 8 lump sum; welfare
+      const T t_next = tt[e] + T(1);
+      itax_total[e] = itax_sum;
+      ctax_total[e] = ctax_sum;
+      taxes[e] = itax_sum + ctax_sum;
+      lump[e] = taxes[e] / n_consumers;
+      welfare[e] = fl[kWelfareTotal] ? reward_sum + fww * firm_reward_sum : reward_sum;
+      // 9 next tax rates; 10 budgets, capital, prices, stock
+      int64_t g0 = act_g[e * 2], g1 = act_g[e * 2 + 1];
+      if (g0 < 0 || g0 >= n_tax) { bad = true; g0 = 0; }
+      if (g1 < 0 || g1 >= n_tax) { bad = true; g1 = 0; }
+      o_itax[e] = tax_grid[g0];
+      o_ctax[e] = tax_grid[g1];
+      o_t[e] = t_next;
+      o_tfp[e] = fl[kTfpOn] ? tfp_rho * log_tfp[e] + tfp_sigma * (has_noise ? noise[e] : T(0)) : log_tfp[e];
+      done[e] = t_next >= episode_length;
+      for (int64_t j = 0; j < N; ++j) {
+        T v = B[j] + (((eps - sp[j]) + lie[j]) - tau_inc * lie[j]) + lump[e];
+        if (interest != 0.0) v = v > T(0) ? v * growth : v;
+        cb[j] = v;
+      }
+      for (int64_t i = 0; i < F; ++i) {
+        const int64_t o = e * F + i;
+        T v = firm_budget[o] + f_reward[o];
+        if (interest != 0.0) v = v > T(0) ? v * growth : v;
+        o_fb[o] = v;
+        o_capital[o] = dep == 0.0 ? capital[o] + investment[o] : keep * capital[o] + investment[o];
+        int64_t kp = act_f[o * 2], kw = act_f[o * 2 + 1];
+        if (kp < 0 || kp >= n_price) { bad = true; kp = 0; }
+        if (kw < 0 || kw >= n_wage) { bad = true; kw = 0; }
+        o_price[o] = price_grid[kp];
+        o_wage[o] = wage_grid[kw];
+        o_stock[o] = y[i] - sd[i] - exported[o] + produced[o];
+      }
+      // observations of the next state (observe.py)
+      T* g = obs_g + e * G;
+      int64_t q = 0;
+      for (int64_t i = 0; i < F; ++i) g[q++] = o_price[e * F + i] / price_scale;
+      for (int64_t i = 0; i < F; ++i) g[q++] = o_wage[e * F + i] / wage_scale;
+      for (int64_t i = 0; i < F; ++i) {
+        const T v = o_stock[e * F + i];
+        if (digits) {
+          for (int64_t d = 0; d < D; ++d) { const T u = digit_scale[d] * v; g[q++] = u - std::floor(u); }
+        } else {
+          g[q++] = v;
+        }
+      }
+      for (int64_t i = 0; i < F; ++i) g[q++] = o_over[e * F + i];
+      g[q++] = o_itax[e];
+      g[q++] = o_ctax[e];
+      g[q++] = t_next / episode_length;
+      for (int64_t j = 0; j < N; ++j) {
+        T* oc = obs_c + (e * N + j) * DC;
+        const T v = cb[j];
+        if (digits) {
+#pragma omp simd
+          for (int64_t d = 0; d < D; ++d) { const T u = digit_scale[d] * v; oc[d] = u - std::floor(u); }
+        } else {
+          oc[0] = v;
+        }
+        oc[DB] = (theta[j] * tf) / theta_scale;
+      }
+      for (int64_t i = 0; i < F; ++i) {
+        T* of = obs_f + (e * F + i) * DF;
+        const T v = o_fb[e * F + i];
+        if (digits) {
+#pragma omp simd
+          for (int64_t d = 0; d < D; ++d) { const T u = digit_scale[d] * v; of[d] = u - std::floor(u); }
+        } else {
+          of[0] = v;
+        }
+        of[DB] = o_capital[e * F + i] / capital_scale;
+        of[DB + 1] = alpha[i];
+        for (int64_t k = 0; k < F; ++k) of[DB + 2 + k] = k == i ? T(1) : T(0);
+      }
+    }
+    if (bad) bad_action.store(true);
+  });
+  TORCH_CHECK(!bad_action.load(),
+              "an action index is out of range; step with validate=True to name the agent and head");
+  return {n_price_t, n_wage_t, n_stock_t, n_over_t, n_capital_t, n_fb_t, n_cb_t, n_itax_t, n_ctax_t,
+          n_t_t, n_tfp_t,
+          consumed_t, spending_t, li_t, hours_t, sold_t, exported_t, produced_t, labour_t, revenue_t,
+          wage_bill_t, investment_t, profit_t, itax_total_t, ctax_total_t, taxes_t, lump_t,
+          c_reward_t, f_reward_t, welfare_t, done_t, obs_g_t, obs_c_t, obs_f_t};
+}
+
+std::vector<at::Tensor> step(const std::vector<at::Tensor>& in, const std::vector<double>& scalars,
+                             const std::vector<int64_t>& flags) {
+  TORCH_CHECK(in.size() == 23, "fused step: expected 23 tensors, got ", in.size());
+  TORCH_CHECK(scalars.size() == kNumScalars, "fused step: expected ", int(kNumScalars), " scalars");
+  TORCH_CHECK(flags.size() == kNumFlags, "fused step: expected ", int(kNumFlags), " flags");
+  for (size_t k = 0; k < in.size(); ++k) {
+    TORCH_CHECK(in[k].device().is_cpu() && in[k].is_contiguous(), "fused step: input ", k,
+                " must be a contiguous CPU tensor");
+  }
+  if (in[0].scalar_type() == at::kDouble) return step_impl<double>(in, scalars, flags);
+  TORCH_CHECK(in[0].scalar_type() == at::kFloat, "fused step: dtype must be float32 or float64");
+  return step_impl<float>(in, scalars, flags);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("step", &step, "One fused economy step on CPU (see rbc_ray/economy/fused.py)");
+}
