@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from .economy import Economy, EconomyConfig, open_economy
+from .economy import Economy, EconomyConfig, fused, open_economy
 
 
 def hardware() -> dict[str, Any]:
@@ -61,9 +61,9 @@ def timed(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
 
 
 def batched_step_rate(cfg: EconomyConfig, n_envs: int, device: str, steps: int, repeats: int,
-                      compile: bool = False) -> float:
+                      compile: bool = False, backend: str = "auto") -> float:
     """Agent-steps/s of the batched step (observations included), pre-sampled random actions."""
-    eco = Economy(cfg, n_envs=n_envs, device=device, seed=0, compile=compile)
+    eco = Economy(cfg, n_envs=n_envs, device=device, seed=0, compile=compile, backend=backend)
     actions = [eco.random_actions() for _ in range(min(steps, 16))]
 
     def run() -> None:
@@ -113,21 +113,33 @@ def bench_env(quick: bool = False, device: str = "cpu", compile: bool | str | No
     if compile == "auto":
         compile = None if device.startswith("cuda") else False
     compile_modes = [False, True] if compile is None else [compile]
+    # (backend, compiled) pairs: on CPU the fused kernel first (the default), then the torch step
+    variants = [("torch", comp) for comp in compile_modes]
+    if not device.startswith("cuda") and fused.available():
+        variants = [("fused", False)] + variants
+    elif not device.startswith("cuda"):
+        log(f"bench env: fused CPU step unavailable ({fused.error()}); timing the torch step only")
     for n_envs in env_counts:
-        for comp in compile_modes:
-            log(f"bench env: batched step, {n_envs} envs, compile={comp}")
+        torch_rate = None
+        for backend, comp in variants:
+            log(f"bench env: batched step, {n_envs} envs, backend={backend}, compile={comp}")
             try:
-                rate = batched_step_rate(cfg, n_envs, device, steps, repeats, compile=comp)
+                rate = batched_step_rate(cfg, n_envs, device, steps, repeats, compile=comp, backend=backend)
             except Exception as err:  # compile needs a C++ toolchain (CPU) or Triton (GPU)
                 log(f"  skipped: {type(err).__name__}: {err}")
                 continue
+            if backend == "torch" and not comp:
+                torch_rate = rate
             cases.append({
                 "n_envs": n_envs, "n_consumers": cfg.n_consumers, "n_firms": cfg.n_firms,
-                "agents": cfg.n_agents, "device": device, "dtype": cfg.dtype, "compiled": comp,
-                "agent_steps_per_s": rate, "env_steps_per_s": rate / cfg.n_agents,
+                "agents": cfg.n_agents, "device": device, "dtype": cfg.dtype, "backend": backend,
+                "compiled": comp, "agent_steps_per_s": rate, "env_steps_per_s": rate / cfg.n_agents,
                 "speedup_vs_reference_loop": rate / ref_rate,
                 "speedup_vs_rllib_env": rate / rllib_rate if rllib_rate else None,
             })
+        for case in cases:
+            if case["n_envs"] == n_envs and torch_rate:
+                case["speedup_vs_torch_eager_step"] = case["agent_steps_per_s"] / torch_rate
     return {"bench": "env", "hardware": hardware(), "quick": quick,
             "reference_loop_agent_steps_per_s": ref_rate, "rllib_env_agent_steps_per_s": rllib_rate,
             "cases": cases}

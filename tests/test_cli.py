@@ -38,14 +38,18 @@ def test_missing_experiment_file():
 
 
 def test_bench_env_json_tiny():
+    from rbc_ray.economy import fused
+
     r = rbc_ray("bench", "env", "--json", "--quick", "--compile", "off", "--envs", "4")
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout)
-    (case,) = out["cases"]
-    assert case["n_envs"] == 4 and case["n_consumers"] == 100 and case["n_firms"] == 10
-    assert case["agents"] == 111 and case["device"] == "cpu"
-    assert case["agent_steps_per_s"] > 0 and case["speedup_vs_reference_loop"] > 0
-    assert case["speedup_vs_rllib_env"] > 0
+    backends = ["fused", "torch"] if fused.available() else ["torch"]
+    assert [case["backend"] for case in out["cases"]] == backends
+    for case in out["cases"]:
+        assert case["n_envs"] == 4 and case["n_consumers"] == 100 and case["n_firms"] == 10
+        assert case["agents"] == 111 and case["device"] == "cpu" and case["compiled"] is False
+        assert case["agent_steps_per_s"] > 0 and case["speedup_vs_reference_loop"] > 0
+        assert case["speedup_vs_rllib_env"] > 0 and case["speedup_vs_torch_eager_step"] > 0
     assert out["hardware"]["torch"]
 
 

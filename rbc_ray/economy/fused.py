@@ -99,7 +99,7 @@ def fused_step(params: Params, state: State, actions: Actions,
               params.demand_grid, params.hours_grid, params.price_grid, params.wage_grid,
               params.tax_grid, params.digit_scale,
               actions.consumer, actions.firm, actions.government, noise]
-    out = module.step([x.contiguous() for x in inputs], scalars, flags)
+    out = module.step(inputs, scalars, flags)
     (price, wage, stock, over, capital, fb, cb, itax, ctax, t, log_tfp,
      consumed, spending, labour_income, hours, sold, exported, produced, labour, revenue, wage_bill,
      investment, profit, itax_total, ctax_total, taxes, lump, c_reward, f_reward, welfare, done,

@@ -127,3 +127,16 @@ def test_backend_choice_and_errors() -> None:
         Economy(cfg, backend="gpu")
     with pytest.raises(ValueError, match="exclude each other"):
         Economy(cfg, backend="fused", compile=True)
+
+
+def test_fused_step_accepts_int32_actions() -> None:
+    """Any integer index dtype works, as for the torch step (lookups cast the index)."""
+    cfg = EconomyConfig(n_consumers=6, n_firms=3)
+    params = Params.build(cfg)
+    gen = torch.Generator().manual_seed(4)
+    state = random_state(params, 3, gen)
+    actions = sample_actions(cfg, 3, gen)
+    small = Actions(consumer=actions.consumer.int(), firm=actions.firm.int(), government=actions.government.int())
+    want, got = outputs(*fused.fused_step(params, state, actions)), outputs(*fused.fused_step(params, state, small))
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
