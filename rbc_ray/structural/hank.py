@@ -1,9 +1,12 @@
 """One-asset HANK with Rotemberg pricing, solved by SRL (households and firm trained together).
 
 Households (b >= 0, income y): u = log c - n^(1+1/frisch)/(1+1/frisch),
-    c + b' = (1 + r) b + y (w n + tau),  tau E[y] = T = dividends - r B   (transfers and taxes in
-    proportion to productivity, so that cash on hand stays positive at b = 0; hours n >= n_min;
-    the tax r B is levied on the bonds outstanding, sum b g, which is B whenever markets cleared)
+    c + b' = (1 + r) b + y (w n + tau),  tau E[y] = T = dividends - tax   (transfers and taxes in
+    proportion to productivity, so that cash on hand stays positive at b = 0; hours n >= n_min).
+    The government keeps the bond supply at B: tax = (1 + r) D - B with D = sum b g the bonds
+    outstanding, i.e. the spec's r B whenever D = B (markets cleared last period). Aggregating the
+    budgets, B' - B = z (1 - theta/2 pi^2) L - C: the bond gap is this period's goods-market error
+    only (rolling D over instead, as a tax of r D would, carries any past error forever).
 Policies c = s(b, y, r, w) * cash (s monotone non-increasing in r) and hours n(b, y, r, w)
 (monotone non-decreasing in w).
 Firm: inflation pi = Pi(w, z), trained to maximise discounted real profits with Rotemberg costs
@@ -121,7 +124,9 @@ class HANK(HouseholdModel):
             L_k = torch.bmm(H, yg).squeeze(-1)
             cost_k = 1 - cal.theta / 2 * pi_k.pow(2)
             debt = (self.b_j * g).sum(1, keepdim=True)  # bonds outstanding (= B when markets cleared)
-            T_k = L_k * (z[:, None] * cost_k - self.w_grid) - r_k * debt
+            # government budget with the bond supply held at B: tax = (1 + r) debt - B, which is the
+            # spec's r B whenever debt = B; off that path a clearing error is not rolled over forever
+            T_k = L_k * (z[:, None] * cost_k - self.w_grid) - r_k * debt - (debt - cal.bond_supply)
             tau_k = T_k / (self.y_j * g).sum(1, keepdim=True)  # transfers paid in proportion to y
             # consumption at every w node exactly as households will act there (same clamps)
             cash_k = (1 + r_k)[..., None] * self.b_j + self.y_j * (self.w_grid[:, None] * H + tau_k[..., None])
