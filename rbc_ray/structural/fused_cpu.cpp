@@ -194,9 +194,23 @@ inline void scatter_row(const T* m, const int32_t* lo, const T* w, int64_t nb, i
   }
 }
 
-// out[b, y'] = sum_y tmp[b, y] P[y, y'] (the income transition after the asset lottery).
+// out[b, y'] = sum_y tmp[b, y] P[y, y'] (the income transition after the asset lottery); the
+// spec's three income states get an unrolled, vectorised loop.
 template <typename T>
-inline void mix_forward(const T* tmp, const T* P, int64_t nb, int64_t ny, T* out) {
+inline void mix_forward(const T* __restrict tmp, const T* __restrict P, int64_t nb, int64_t ny,
+                        T* __restrict out) {
+  if (ny == 3) {
+    const T p00 = P[0], p01 = P[1], p02 = P[2], p10 = P[3], p11 = P[4], p12 = P[5], p20 = P[6], p21 = P[7],
+            p22 = P[8];
+#pragma omp simd
+    for (int64_t b = 0; b < nb; ++b) {
+      const T a0 = tmp[3 * b], a1 = tmp[3 * b + 1], a2 = tmp[3 * b + 2];
+      out[3 * b] = a0 * p00 + a1 * p10 + a2 * p20;
+      out[3 * b + 1] = a0 * p01 + a1 * p11 + a2 * p21;
+      out[3 * b + 2] = a0 * p02 + a1 * p12 + a2 * p22;
+    }
+    return;
+  }
   for (int64_t b = 0; b < nb; ++b) {
     const T* src = tmp + b * ny;
     T* dst = out + b * ny;
@@ -210,7 +224,20 @@ inline void mix_forward(const T* tmp, const T* P, int64_t nb, int64_t ny, T* out
 
 // V[b, y] = sum_y' P[y, y'] lam[b, y'] (adjoint of mix_forward).
 template <typename T>
-inline void mix_backward(const T* lam, const T* P, int64_t nb, int64_t ny, T* V) {
+inline void mix_backward(const T* __restrict lam, const T* __restrict P, int64_t nb, int64_t ny,
+                         T* __restrict V) {
+  if (ny == 3) {
+    const T p00 = P[0], p01 = P[1], p02 = P[2], p10 = P[3], p11 = P[4], p12 = P[5], p20 = P[6], p21 = P[7],
+            p22 = P[8];
+#pragma omp simd
+    for (int64_t b = 0; b < nb; ++b) {
+      const T l0 = lam[3 * b], l1 = lam[3 * b + 1], l2 = lam[3 * b + 2];
+      V[3 * b] = p00 * l0 + p01 * l1 + p02 * l2;
+      V[3 * b + 1] = p10 * l0 + p11 * l1 + p12 * l2;
+      V[3 * b + 2] = p20 * l0 + p21 * l1 + p22 * l2;
+    }
+    return;
+  }
   for (int64_t b = 0; b < nb; ++b) {
     const T* src = lam + b * ny;
     T* dst = V + b * ny;
