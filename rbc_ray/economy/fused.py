@@ -9,55 +9,26 @@ economy uses the torch step. Same signature as `step.step`, CPU tensors only.
 from __future__ import annotations
 
 import functools
-import logging
-import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..native import NativeExtension, cpu_flags
 from .actions import Actions
 from .config import EconomyConfig
 from .observe import Observation
 from .state import Params, State
 from .step import Accounts, Rewards, StepResult
 
-_SOURCE = Path(__file__).with_name("fused_cpu.cpp")
-_LOCK = threading.Lock()
-_MODULE: Any = None
-_ERROR: str | None = None
-log = logging.getLogger(__name__)
-
-
-def _cflags() -> list[str]:
-    flags = ["-O3", "-fopenmp-simd", "-fno-trapping-math"]
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except AttributeError:  # older torch
-        capability = "DEFAULT"
-    if capability in ("AVX2", "AVX512"):
-        flags += ["-mavx2", "-mfma"]
-    return flags
+_EXTENSION = NativeExtension(
+    name="rbc_ray_fused_step", source=Path(__file__).with_name("fused_cpu.cpp"), switch="RBC_RAY_FUSED",
+    what="fused CPU step", cflags=cpu_flags("-fopenmp-simd"))
 
 
 def load() -> Any:
     """The compiled extension (cached under torch's extensions dir), or None with `error()` set."""
-    global _MODULE, _ERROR
-    with _LOCK:
-        if _MODULE is None and _ERROR is None:
-            if os.environ.get("RBC_RAY_FUSED", "1") == "0":
-                _ERROR = "disabled by RBC_RAY_FUSED=0"
-                return None
-            try:
-                from torch.utils.cpp_extension import load as load_extension
-
-                _MODULE = load_extension(name="rbc_ray_fused_step", sources=[str(_SOURCE)],
-                                         extra_cflags=_cflags(), verbose=False)
-            except Exception as err:  # no compiler, no ninja, ...: fall back to the torch step
-                _ERROR = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-                log.warning("rbc-ray: fused CPU step unavailable, using the torch step (%s)", _ERROR)
-        return _MODULE
+    return _EXTENSION.load()
 
 
 def available() -> bool:
@@ -67,7 +38,7 @@ def available() -> bool:
 
 def error() -> str | None:
     """Why the kernel is unavailable (None when it loaded or was not tried)."""
-    return _ERROR
+    return _EXTENSION.error
 
 
 @functools.lru_cache(maxsize=64)
@@ -88,7 +59,7 @@ def fused_step(params: Params, state: State, actions: Actions,
     """step.step computed by the fused kernel; raises RuntimeError when it is unavailable."""
     module = load()
     if module is None:
-        raise RuntimeError(f"the fused CPU step is unavailable: {_ERROR}")
+        raise RuntimeError(f"the fused CPU step is unavailable: {error()}")
     if params.device.type != "cpu":
         raise ValueError(f"the fused step runs on CPU only, the economy is on {params.device}")
     scalars, flags = _scalars(params.cfg)
