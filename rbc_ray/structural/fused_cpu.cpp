@@ -17,6 +17,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
@@ -275,6 +276,23 @@ inline double interpolate(const double* S, int64_t K, double target, int64_t lo)
   return std::min(std::max(w, 0.0), 1.0);
 }
 
+// Paths in parallel on torch's intra-op threads, handed out one at a time (dynamic: on a shared
+// 2-core machine a static half each leaves one thread idle while the other waits for its core).
+// f(n, n + 1) runs each path; thread-local scratch lives inside f.
+template <typename F>
+inline void parallel_paths(int64_t N, const F& f) {
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), N));
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, nt, 1, [&](int64_t, int64_t) {
+    FlushDenormals ftz;
+    for (;;) {
+      const int64_t n = next.fetch_add(1);
+      if (n >= N) break;
+      f(n, n + 1);
+    }
+  });
+}
+
 template <typename T>
 Locator<T> make_locator(const Tensor& grid, const Tensor& lut, double bmin, double inv_h) {
   return Locator<T>{grid.data_ptr<T>(), lut.data_ptr<int32_t>(), grid.numel(), lut.numel(),
@@ -322,8 +340,7 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
   T* resp = resid.data_ptr<T>();
   T* recp = rec.data_ptr<T>();
   const T cmin = static_cast<T>(c_min);
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-    FlushDenormals ftz;
+  parallel_paths(N, [&](int64_t n0, int64_t n1) {
     std::vector<T> d(J), tg(J), td(J), bn(J), c(J), u(J), wb(J);
     std::vector<int32_t> lo(J);
     std::vector<double> S(nr);
@@ -426,8 +443,7 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
   std::vector<int32_t> yidx(J);
   for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-    FlushDenormals ftz;
+  parallel_paths(N, [&](int64_t n0, int64_t n1) {
     T* grad = accp + at::get_thread_num() * nz * nr * J;
     std::vector<T> lam(J), lam_new(J), V(J), bn(J), c(J), u(J), mu(J), wb(J), dw(J);
     std::vector<int32_t> lo(J);
@@ -508,8 +524,7 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
   T* resp = resid.data_ptr<T>();
   T* recp = rec.data_ptr<T>();
   const T cmin = static_cast<T>(c_min), bl = static_cast<T>(borrowing_limit);
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-    FlushDenormals ftz;
+  parallel_paths(N, [&](int64_t n0, int64_t n1) {
     std::vector<T> d(J), tg(J), td(J), kn(J), c(J), u(J), wb(J);
     std::vector<int32_t> lo(J);
     for (int64_t n = n0; n < n1; ++n) {
@@ -601,8 +616,7 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
   std::vector<int32_t> yidx(J);
   for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
-  at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
-    FlushDenormals ftz;
+  parallel_paths(N, [&](int64_t n0, int64_t n1) {
     T* grad = accp + at::get_thread_num() * nw * nr * J;
     std::vector<T> lam(J), lam_new(J), V(J), kn(J), c(J), dc(J), u(J), mu(J), wb(J), dwv(J);
     std::vector<int32_t> lo(J);
