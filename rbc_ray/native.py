@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ class NativeExtension:
                 try:
                     from torch.utils.cpp_extension import load as load_extension
 
+                    if not self._cached():
+                        print(f"rbc-ray: building the {self.what} ({self.name}) once for this machine, "
+                              "about a minute; later runs load it from torch's extension cache",
+                              file=sys.stderr, flush=True)
                     self._module = load_extension(name=self.name, sources=[str(self.source)],
                                                   extra_cflags=self.cflags, extra_ldflags=["-fopenmp"],
                                                   verbose=False)
@@ -58,3 +63,12 @@ class NativeExtension:
                     self.error = f"{type(err).__name__}: {msg.splitlines()[-1] if msg else ''}"
                     log.warning("rbc-ray: %s unavailable, using torch (%s)", self.what, self.error)
             return self._module
+
+    def _cached(self) -> bool:
+        """Whether a build of this extension is already on disk (it may still be rebuilt if stale)."""
+        try:
+            from torch.utils.cpp_extension import _get_build_directory  # no public equivalent
+
+            return (Path(_get_build_directory(self.name, False)) / f"{self.name}.so").exists()
+        except Exception:
+            return True  # unknown layout: say nothing
