@@ -82,11 +82,12 @@ def wanted(cal: Any, device: torch.device) -> bool:
 
 
 class AssetLookup:
-    """Look-up table for the closed-form-free bracket search on any increasing asset grid.
+    """Look-up table for the bracket search on any increasing asset grid.
 
-    Bucket k of width h (<= half the smallest grid step) covers [b_min + k h, b_min + (k+1) h) and
-    stores the last node at or below its left edge; the kernel corrects by comparing with the grid,
-    so the bracket is exact whatever the rounding.
+    Bucket k of width h (half the smallest grid step) covers [b_min + k h, b_min + (k+1) h) and
+    stores the last node at or below its left edge; the kernel corrects by one comparison with the
+    grid each way, which is exact because a bucket (or a rounding of the bucket index) can straddle
+    at most one node. Raises ValueError when the table would exceed `max_buckets` entries.
     """
 
     def __init__(self, b_grid64: torch.Tensor, max_buckets: int = 1 << 22):
@@ -94,12 +95,24 @@ class AssetLookup:
         nb = g.numel()
         span = float(g[-1] - g[0])
         h = 0.5 * float(torch.diff(g).min())
-        n = min(max_buckets, int(math.ceil(span / h)) + 1)
-        h = span / max(n - 1, 1) if n == max_buckets else h
+        n = int(math.ceil(span / h)) + 2
+        if n > max_buckets:
+            raise ValueError(f"asset grid too fine for the look-up table ({n} buckets)")
         edges = float(g[0]) + h * torch.arange(n, dtype=torch.float64)
         lut = (torch.searchsorted(g, edges, right=True) - 1).clamp(0, nb - 2)
         self.lut = lut.to(torch.int32).contiguous()
         self.bmin, self.inv_h = float(g[0]), 1.0 / h
+
+
+def asset_lookup(b_min: float, b_max: float, n_b: int) -> AssetLookup | None:
+    """The look-up table of the model's asset grid, or None (then the model runs torch)."""
+    from . import grids
+
+    try:
+        return AssetLookup(grids.asset_grid(b_min, b_max, n_b))
+    except ValueError as err:
+        log.warning("rbc-ray: %s; using the torch rollout", err)
+        return None
 
 
 class _Rollout(torch.autograd.Function):

@@ -69,9 +69,9 @@ class Huggett(HouseholdModel):
         self.c_max = self.cash[:, :, None] - q[None, None, :] * cal.borrowing_limit  # [nz, J, nr]
         self.first, self.incr = policy.to_params(self._initial_share())
         self.params = [self.first, self.incr]
-        self.fused = fused.wanted(cal, self.device)
-        if self.fused:
-            self.lookup = fused.AssetLookup(grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b))
+        self.lookup = (fused.asset_lookup(cal.borrowing_limit, cal.b_max, cal.n_b)
+                       if fused.wanted(cal, self.device) else None)
+        self.fused = self.lookup is not None
 
     # ---------------------------------------------------------------- policy
     def _initial_share(self) -> torch.Tensor:

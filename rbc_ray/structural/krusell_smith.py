@@ -46,9 +46,9 @@ class KrusellSmith(HouseholdModel):
         self.y_j = self.y_grid.repeat(nb)
         self.first, self.incr = policy.to_params(self._initial_share())
         self.params = [self.first, self.incr]
-        self.fused = fused.wanted(cal, self.device)
-        if self.fused:
-            self.lookup = fused.AssetLookup(grids.asset_grid(cal.borrowing_limit, cal.b_max, cal.n_b))
+        self.lookup = (fused.asset_lookup(cal.borrowing_limit, cal.b_max, cal.n_b)
+                       if fused.wanted(cal, self.device) else None)
+        self.fused = self.lookup is not None
 
     def _initial_share(self) -> torch.Tensor:
         """Constant-price optimum on the (w, j, r) grid: perfect-foresight permanent income."""
