@@ -60,10 +60,15 @@ def learning_rate(cal: SolverSettings, epoch: int) -> float:
 
 
 def _quantile_abs(x: torch.Tensor, q: float) -> float:
-    """q-quantile of |x| (kthvalue: torch.quantile caps the input size)."""
-    a = x.abs().flatten()
-    k = min(a.numel(), max(1, int(math.ceil(q * a.numel()))))
-    return float(a.double().kthvalue(k).values) if a.numel() else 0.0
+    """q-quantile of |x|: the k-th smallest, k = ceil(q n), read as the smallest of the n - k + 1
+    largest (topk of a few hundred is about 3x faster on CPU than kthvalue over the whole table;
+    torch.quantile caps the input size)."""
+    a = x.detach().abs().flatten()
+    n = a.numel()
+    if n == 0:
+        return 0.0
+    k = min(n, max(1, int(math.ceil(q * n))))
+    return float(a.topk(n - k + 1).values[-1])
 
 
 def train(model: Model, progress: Any = None) -> tuple[bool, int, TrainLog, dict[str, torch.Tensor]]:
