@@ -17,55 +17,27 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 
-_SOURCE = Path(__file__).with_name("fused_cpu.cpp")
-_LOCK = threading.Lock()
-_MODULE: Any = None
-_ERROR: str | None = None
+from ..native import NativeExtension, cpu_flags
+
 log = logging.getLogger(__name__)
-
-
-def _cflags() -> list[str]:
-    # -fopenmp: at::parallel_for is a header template, serial unless the extension is built with
-    # OpenMP like torch itself; -ffp-contract=off keeps torch's rounding (no fused multiply-adds)
-    flags = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno", "-ffp-contract=off"]
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except AttributeError:
-        capability = "DEFAULT"
-    if capability in ("AVX2", "AVX512"):
-        flags += ["-mavx2", "-mfma"]
-    return flags
+# -ffp-contract=off keeps torch's rounding (no fused multiply-adds), for the float64 tests to 1e-12
+_EXTENSION = NativeExtension(
+    name="rbc_ray_srl_fused", source=Path(__file__).with_name("fused_cpu.cpp"), switch="RBC_RAY_SRL_FUSED",
+    what="fused SRL kernels", cflags=cpu_flags("-fno-math-errno", "-ffp-contract=off"))
 
 
 def load() -> Any:
     """The compiled extension (cached under torch's extensions dir), or None with `error()` set."""
-    global _MODULE, _ERROR
-    with _LOCK:
-        if _MODULE is None and _ERROR is None:
-            if os.environ.get("RBC_RAY_SRL_FUSED", "1") == "0":
-                _ERROR = "disabled by RBC_RAY_SRL_FUSED=0"
-                return None
-            try:
-                from torch.utils.cpp_extension import load as load_extension
-
-                _MODULE = load_extension(name="rbc_ray_srl_fused", sources=[str(_SOURCE)],
-                                         extra_cflags=_cflags(), extra_ldflags=["-fopenmp"], verbose=False)
-            except Exception as err:  # no compiler, no ninja, ...: the torch rollout runs
-                msg = str(err).strip()
-                _ERROR = f"{type(err).__name__}: {msg.splitlines()[-1] if msg else ''}"
-                log.warning("rbc-ray: fused SRL kernels unavailable, using torch (%s)", _ERROR)
-        return _MODULE
+    return _EXTENSION.load()
 
 
 def error() -> str | None:
-    return _ERROR
+    return _EXTENSION.error
 
 
 def wanted(cal: Any, device: torch.device) -> bool:
@@ -77,7 +49,7 @@ def wanted(cal: Any, device: torch.device) -> bool:
         return False
     ok = load() is not None
     if mode == "fused" and not ok:
-        raise RuntimeError(f"kernel=fused but the fused SRL kernels are unavailable: {_ERROR}")
+        raise RuntimeError(f"kernel=fused but the fused SRL kernels are unavailable: {error()}")
     return ok
 
 
