@@ -7,6 +7,7 @@ environment switch is "0", `load()` returns None, says why in `error`, and calle
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -51,24 +52,36 @@ class NativeExtension:
                 try:
                     from torch.utils.cpp_extension import load as load_extension
 
-                    if not self._cached():
-                        print(f"rbc-ray: building the {self.what} ({self.name}) once for this machine, "
+                    name, source, fresh = self._stable_source()
+                    if fresh:
+                        print(f"rbc-ray: building the {self.what} ({name}) once for this machine, "
                               "about a minute; later runs load it from torch's extension cache",
                               file=sys.stderr, flush=True)
-                    self._module = load_extension(name=self.name, sources=[str(self.source)],
-                                                  extra_cflags=self.cflags, extra_ldflags=["-fopenmp"],
-                                                  verbose=False)
+                    self._module = load_extension(name=name, sources=[str(source)], extra_cflags=self.cflags,
+                                                  extra_ldflags=["-fopenmp"], verbose=False)
                 except Exception as err:  # no compiler, no ninja, ...: callers fall back to torch
                     msg = str(err).strip()
                     self.error = f"{type(err).__name__}: {msg.splitlines()[-1] if msg else ''}"
                     log.warning("rbc-ray: %s unavailable, using torch (%s)", self.what, self.error)
             return self._module
 
-    def _cached(self) -> bool:
-        """Whether a build of this extension is already on disk (it may still be rebuilt if stale)."""
-        try:
-            from torch.utils.cpp_extension import _get_build_directory  # no public equivalent
+    def _stable_source(self) -> tuple[str, Path, bool]:
+        """(extension name, source path, whether a build is needed) keyed by the source's content.
 
-            return (Path(_get_build_directory(self.name, False)) / f"{self.name}.so").exists()
-        except Exception:
-            return True  # unknown layout: say nothing
+        The source is copied into its own build folder, named by a hash of its text: every
+        checkout of the same code (a fresh clone, CI) then reuses one build, and two versions of
+        the code never overwrite each other's. Falls back to the file in place when torch's build
+        folder layout is unknown (that helper is private)."""
+        text = self.source.read_bytes()
+        name = f"{self.name}_{hashlib.sha256(text).hexdigest()[:12]}"
+        try:
+            from torch.utils.cpp_extension import _get_build_directory
+        except ImportError:
+            return self.name, self.source, False
+        build = Path(_get_build_directory(name, False))
+        stable = build / f"{name}.cpp"
+        if not stable.exists() or stable.read_bytes() != text:  # atomic: workers may race here
+            tmp = build / f".{name}.{os.getpid()}.cpp"
+            tmp.write_bytes(text)
+            os.replace(tmp, stable)
+        return name, stable, not (build / f"{name}.so").exists()
