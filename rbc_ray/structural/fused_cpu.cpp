@@ -223,31 +223,16 @@ inline void mix_forward(const T* __restrict tmp, const T* __restrict P, int64_t 
   }
 }
 
-// V[b, y] = sum_y' P[y, y'] lam[b, y'] (adjoint of mix_forward).
+// V[b, y] = sum_y' P[y, y'] lam[b, y'] (adjoint of mix_forward): mix_forward with P transposed.
 template <typename T>
 inline void mix_backward(const T* __restrict lam, const T* __restrict P, int64_t nb, int64_t ny,
                          T* __restrict V) {
-  if (ny == 3) {
-    const T p00 = P[0], p01 = P[1], p02 = P[2], p10 = P[3], p11 = P[4], p12 = P[5], p20 = P[6], p21 = P[7],
-            p22 = P[8];
-#pragma omp simd
-    for (int64_t b = 0; b < nb; ++b) {
-      const T l0 = lam[3 * b], l1 = lam[3 * b + 1], l2 = lam[3 * b + 2];
-      V[3 * b] = p00 * l0 + p01 * l1 + p02 * l2;
-      V[3 * b + 1] = p10 * l0 + p11 * l1 + p12 * l2;
-      V[3 * b + 2] = p20 * l0 + p21 * l1 + p22 * l2;
-    }
-    return;
-  }
-  for (int64_t b = 0; b < nb; ++b) {
-    const T* src = lam + b * ny;
-    T* dst = V + b * ny;
-    for (int64_t y = 0; y < ny; ++y) {
-      T acc = 0;
-      for (int64_t y2 = 0; y2 < ny; ++y2) acc += P[y * ny + y2] * src[y2];
-      dst[y] = acc;
-    }
-  }
+  T small[64];
+  std::vector<T> large(ny * ny > 64 ? ny * ny : 0);
+  T* PT = ny * ny > 64 ? large.data() : small;
+  for (int64_t y = 0; y < ny; ++y)
+    for (int64_t y2 = 0; y2 < ny; ++y2) PT[y2 * ny + y] = P[y * ny + y2];
+  mix_forward(lam, PT, nb, ny, V);
 }
 
 inline double interpolate(const double* S, int64_t K, double target, int64_t lo);
