@@ -42,6 +42,11 @@ class NativeExtension:
         self._module: Any = None
         self._lock = threading.Lock()
 
+    @property
+    def module(self) -> Any:
+        """The module once loaded, else None; lock-free, for per-step calls."""
+        return self._module
+
     def load(self) -> Any:
         """The compiled module, or None with `error` set (disabled, no compiler, build failure)."""
         with self._lock:

@@ -17,50 +17,36 @@
 
 namespace {
 
-// Branch-free float x^k = exp2(k log2 x) (Cephes logf and exp2f polynomials, about 2e-7
-// relative) so that the utility loop vectorises (with -fno-trapping-math); x must be positive
-// and normal (here x = c + 1 >= 1). float64 uses the C library.
+// Branch-free float x^k = exp2(k log2 x) (Cephes logf and exp2f polynomials, evaluated by
+// Estrin's scheme for instruction-level parallelism; about 7e-7 relative) so that the utility loop
+// vectorises (with -fno-trapping-math); x must be positive and normal (here x = c + 1 >= 1), and
+// x = 1 gives exactly 1. float64 uses the C library.
 inline float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
 inline int32_t float_to_bits(float x) { return __builtin_bit_cast(int32_t, x); }
 inline float fast_pow(float x, float k) {
   const int32_t ix = float_to_bits(x);
-  float e = static_cast<float>(((ix >> 23) & 0xff) - 126);
-  float m = bits_to_float((ix & 0x007fffff) | 0x3f000000);
-  const float small = m < 0.707106781186547524f ? 1.0f : 0.0f;
-  e -= small;
-  m = m + small * m - 1.0f;
-  const float z = m * m;
-  float y = 7.0376836292e-2f;
-  y = y * m - 1.1514610310e-1f;
-  y = y * m + 1.1676998740e-1f;
-  y = y * m - 1.2420140846e-1f;
-  y = y * m + 1.4249322787e-1f;
-  y = y * m - 1.6668057665e-1f;
-  y = y * m + 2.0000714765e-1f;
-  y = y * m - 2.4999993993e-1f;
-  y = y * m + 3.3333331174e-1f;
-  y = y * m * z - 0.5f * z + m;            // ln(m)
-  float t = k * (e + y * 1.44269504088896341f);  // k log2 x
-  t = t < -126.0f ? -126.0f : t;
-  t = t > 127.0f ? 127.0f : t;
+  const int32_t ei = (ix - 0x3f3504f3) >> 23;          // x = 2^ei m with m in [sqrt(1/2), sqrt(2))
+  const float m = bits_to_float(ix - (ei << 23)) - 1.0f;
+  const float z = m * m, z2 = z * z, z4 = z2 * z2;
+  const float q0 = (-1.6668057665e-1f * m + 2.0000714765e-1f) * z + (-2.4999993993e-1f * m + 3.3333331174e-1f);
+  const float q1 = (-1.1514610310e-1f * m + 1.1676998740e-1f) * z + (-1.2420140846e-1f * m + 1.4249322787e-1f);
+  const float poly = 7.0376836292e-2f * z4 + (q1 * z2 + q0);
+  const float ln_m = m * z * poly - 0.5f * z + m;
+  float t = k * (static_cast<float>(ei) + ln_m * 1.44269504088896341f);  // k log2 x
+  t = std::min(std::max(t, -125.0f), 126.0f);       // keeps p 2^n a normal float
   const float n = __builtin_floorf(t + 0.5f);
-  const float f = t - n;                    // [-0.5, 0.5]
-  float p = 1.535336188319500e-4f;
-  p = p * f + 1.339887440266574e-3f;
-  p = p * f + 9.618437357674640e-3f;
-  p = p * f + 5.550332471162809e-2f;
-  p = p * f + 2.402264791363012e-1f;
-  p = p * f + 6.931472028550421e-1f;
-  p = p * f + 1.0f;
-  return p * bits_to_float((static_cast<int32_t>(n) + 127) << 23);
+  const float f = t - n, f2 = f * f, f4 = f2 * f2;  // f in [-0.5, 0.5]
+  const float p = (1.535336188319500e-4f * f2 + (1.339887440266574e-3f * f + 9.618437357674640e-3f)) * f4 +
+                  ((5.550332471162809e-2f * f + 2.402264791363012e-1f) * f2 + (6.931472028550421e-1f * f + 1.0f));
+  return bits_to_float(float_to_bits(p) + (static_cast<int32_t>(n) << 23));  // p 2^n
 }
-inline void add_power(const float* __restrict c, float k, float* __restrict acc, int64_t n) {
+// out = (c + 1)^k, vectorised.
+inline void power_all(const float* __restrict c, float k, float* __restrict out, int64_t n) {
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) acc[j] += fast_pow(c[j] + 1.0f, k);
+  for (int64_t j = 0; j < n; ++j) out[j] = fast_pow(c[j] + 1.0f, k);
 }
-
-inline void add_power(const double* c, double k, double* acc, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc[j] += std::exp(k * std::log(c[j] + 1.0));
+inline void power_all(const double* c, double k, double* out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = std::exp(k * std::log(c[j] + 1.0));
 }
 
 // Scalars of the config, in the order fused.py passes them.
@@ -129,24 +115,36 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   const T price_scale = static_cast<T>(sc[kPriceScale]), wage_scale = static_cast<T>(sc[kWageScale]);
   const T theta_scale = static_cast<T>(sc[kThetaScale]), capital_scale = static_cast<T>(sc[kCapitalScale]);
 
+  // Every float output is a slice of one buffer: one allocation per call instead of 33.
   const auto opts = price_t.options();
-  auto ef = [&]() { return at::empty({E, F}, opts); };
-  auto en = [&]() { return at::empty({E, N}, opts); };
-  auto e1 = [&]() { return at::empty({E}, opts); };
+  const int64_t total = 15 * E * F + 5 * E * N + 9 * E + E * F * N + E * G + E * N * DC + E * F * DF;
+  at::Tensor buffer = at::empty({total}, opts);
+  T* base = buffer.data_ptr<T>();
+  int64_t used = 0;
+  auto carve = [&](at::IntArrayRef sizes) {
+    int64_t n = 1;
+    for (auto s : sizes) n *= s;
+    at::Tensor view = at::from_blob(base + used, sizes, [keep = buffer](void*) {}, opts);
+    used += n;
+    return view;
+  };
+  auto ef = [&]() { return carve({E, F}); };
+  auto en = [&]() { return carve({E, N}); };
+  auto e1 = [&]() { return carve({E}); };
   // next state
   at::Tensor n_price_t = ef(), n_wage_t = ef(), n_stock_t = ef(), n_over_t = ef(), n_capital_t = ef(),
              n_fb_t = ef(), n_cb_t = en(), n_itax_t = e1(), n_ctax_t = e1(), n_t_t = e1(),
              n_tfp_t = e1();
   // accounts
-  at::Tensor consumed_t = at::empty({E, F, N}, opts), spending_t = en(), li_t = en(), hours_t = en(),
+  at::Tensor consumed_t = carve({E, F, N}), spending_t = en(), li_t = en(), hours_t = en(),
              sold_t = ef(), exported_t = ef(), produced_t = ef(), labour_t = ef(), revenue_t = ef(),
              wage_bill_t = ef(), investment_t = ef(), profit_t = ef(), itax_total_t = e1(),
              ctax_total_t = e1(), taxes_t = e1(), lump_t = e1();
   // rewards, done, observations
   at::Tensor c_reward_t = en(), f_reward_t = ef(), welfare_t = e1();
   at::Tensor done_t = at::empty({E}, opts.dtype(at::kBool));
-  at::Tensor obs_g_t = at::empty({E, G}, opts), obs_c_t = at::empty({E, N, DC}, opts),
-             obs_f_t = at::empty({E, F, DF}, opts);
+  at::Tensor obs_g_t = carve({E, G}), obs_c_t = carve({E, N, DC}), obs_f_t = carve({E, F, DF});
+  TORCH_CHECK(used == total, "fused step: output layout mismatch");
 
   T *o_price = n_price_t.data_ptr<T>(), *o_wage = n_wage_t.data_ptr<T>(), *o_stock = n_stock_t.data_ptr<T>(),
     *o_over = n_over_t.data_ptr<T>(), *o_capital = n_capital_t.data_ptr<T>(), *o_fb = n_fb_t.data_ptr<T>(),
@@ -165,7 +163,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   std::atomic<bool> bad_action{false};
 
   at::parallel_for(0, E, 8, [&](int64_t begin, int64_t end) {
-    std::vector<T> scale(N), usum(N), total(F), ration(F), corp_paid(F);
+    std::vector<T> scale(N), usum(N), total(F), ration(F), corp_paid(F), pw(F * N), lab4(4 * F);
     std::vector<int64_t> employer(N);
     bool bad = false;
     for (int64_t e = begin; e < end; ++e) {
@@ -176,23 +174,24 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       T* cons = consumed + e * F * N;  // [F, N], firm-major like step.py
       T* h = hours + e * N;
       T* lab = labour + e * F;
-      // 1 consumers scale demand to their budget (indices are clamped; `bad` reports them)
-      for (int64_t i = 0; i < F; ++i) lab[i] = T(0);
+      // 1 consumers scale demand to their budget (an index out of range stops the chunk and the
+      // call raises before any output is returned)
       for (int64_t j = 0; j < N; ++j) {
         const int64_t* a = act_c + (e * N + j) * A;
-        for (int64_t i = 0; i < F; ++i) {
-          const uint64_t k = static_cast<uint64_t>(a[i]);
-          const bool out = k >= static_cast<uint64_t>(n_demand);
-          bad |= out;
-          cons[i * N + j] = demand_grid[out ? 0 : k];
-        }
+        uint64_t top = 0;  // the largest demand index of this consumer, checked before any is used
+        for (int64_t i = 0; i < F; ++i) top = std::max(top, static_cast<uint64_t>(a[i]));
         const uint64_t kh = static_cast<uint64_t>(a[F]), emp = static_cast<uint64_t>(a[F + 1]);
-        const bool out_h = kh >= static_cast<uint64_t>(n_hours), out_e = emp >= static_cast<uint64_t>(F);
-        bad |= out_h | out_e;
-        h[j] = hours_grid[out_h ? 0 : kh];
-        employer[j] = out_e ? 0 : static_cast<int64_t>(emp);
+        if (top >= static_cast<uint64_t>(n_demand) || kh >= static_cast<uint64_t>(n_hours) ||
+            emp >= static_cast<uint64_t>(F)) {
+          bad = true;
+          break;
+        }
+        for (int64_t i = 0; i < F; ++i) cons[i * N + j] = demand_grid[a[i]];
+        h[j] = hours_grid[kh];
+        employer[j] = static_cast<int64_t>(emp);
         scale[j] = T(0);  // cost, until the next loop turns it into the scale
       }
+      if (bad) break;  // the call raises; nothing of this chunk is returned
       for (int64_t i = 0; i < F; ++i) {
         const T* row = cons + i * N;
         const T pi = p[i];
@@ -216,7 +215,10 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
         }
         total[i] = s;
       }
-      for (int64_t j = 0; j < N; ++j) lab[employer[j]] += h[j];
+      // hours per firm, four interleaved partial sums so that repeated employers do not serialise
+      for (int64_t q = 0; q < 4 * F; ++q) lab4[q] = T(0);
+      for (int64_t j = 0; j < N; ++j) lab4[(j & 3) * F + employer[j]] += h[j];
+      for (int64_t i = 0; i < F; ++i) lab[i] = (lab4[i] + lab4[F + i]) + (lab4[2 * F + i] + lab4[3 * F + i]);
       // 3 rationing
       T* sd = sold + e * F;
       for (int64_t i = 0; i < F; ++i) {
@@ -236,11 +238,16 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
           row[j] *= r;
           sp[j] += row[j] * pi;
         }
-        if (r == T(0) || total[i] == T(0)) {  // nothing of good i consumed: (0 + 1)^k = 1 exactly
-          for (int64_t j = 0; j < N; ++j) usum[j] += T(1);
+      }
+      for (int64_t i = 0; i < F; ++i) {
+        T* row = pw.data() + i * N;
+        if (ration[i] == T(0) || total[i] == T(0)) {  // nothing of good i consumed: (0 + 1)^k = 1
+          std::fill(row, row + N, T(1));
         } else {
-          add_power(row, one_minus_eta, usum.data(), N);
+          power_all(cons + i * N, one_minus_eta, row, N);
         }
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) usum[j] += row[j];
       }
       const T tf = theta_factor[e];
       const T tau_inc = income_tax[e];
@@ -385,7 +392,7 @@ std::vector<at::Tensor> step(std::vector<at::Tensor> in, const std::vector<doubl
     const auto want = action ? at::kLong : dtype;
     TORCH_CHECK(in[k].scalar_type() == want, "fused step: input ", k, " has dtype ", in[k].scalar_type(),
                 ", expected ", want);
-    in[k] = in[k].contiguous();
+    if (!in[k].is_contiguous()) in[k] = in[k].contiguous();
   }
   if (dtype == at::kDouble) return step_impl<double>(in, scalars, flags);
   return step_impl<float>(in, scalars, flags);
