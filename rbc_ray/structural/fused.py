@@ -1,4 +1,5 @@
-"""Fused CPU rollouts for Huggett and Krusell-Smith (fused_cpu.cpp), built on first use.
+"""Fused CPU rollouts for Huggett and Krusell-Smith, and HANK's clearing schedule (fused_cpu.cpp), built on
+first use.
 
 The torch rollouts in huggett.py and krusell_smith.py are the definition and the GPU path. On a
 2-core CPU they are dispatch- and memory-bound (every period is ~100 small ops, each a fresh
@@ -113,3 +114,18 @@ def rollout(table: torch.Tensor, forward_fn, backward_fn) -> tuple[torch.Tensor,
     obj = _Rollout.apply(table, forward_fn, backward_fn, out)
     return obj, out
 
+
+
+def hank_clearing(share: torch.Tensor, hours: torch.Tensor, lo_r: torch.Tensor, a_r: torch.Tensor,
+                  r_k: torch.Tensor, cost_k: torch.Tensor, z: torch.Tensor, g: torch.Tensor, y_j: torch.Tensor,
+                  b_j: torch.Tensor, w_grid: torch.Tensor, bond_supply: float, c_min: float,
+                  borrowing_limit: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """HANK's clearing schedule (L, C, tau), each [N, n_w], without gradient: one pass over the
+    states per path and w node instead of ~60 torch passes over [N, n_w, J] (hank.py holds the
+    torch definition). Tables [n_w, n_r, J]; lo_r, a_r, r_k, cost_k [N, n_w]; z [N]; g [N, J]."""
+    module = load()
+    if module is None:
+        raise RuntimeError(f"the fused SRL kernels are unavailable: {error()}")
+    c = [t.detach().contiguous() for t in (share, hours, lo_r, a_r, r_k, cost_k, z, g, y_j, b_j, w_grid)]
+    L, C, tau = module.hank_clearing(*c, float(bond_supply), float(c_min), float(borrowing_limit))
+    return L, C, tau

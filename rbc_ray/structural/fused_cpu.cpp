@@ -2,6 +2,7 @@
 //
 // Same maths and order of events as the torch rollouts in huggett.py and krusell_smith.py, which stay
 // the definition (and the GPU path); tests hold the objective and its gradient to torch autograd.
+// For HANK only the clearing schedule (no gradient) is here; its rollout stays in torch.
 // Why it exists: on a 2-core CPU a torch period is ~100 small ops over [N, J] tensors, each a fresh
 // allocation and a memory pass. Here every path is an independent economy (its own histogram, its
 // own clearing price), so one thread runs a path through all T periods with g, d and the Young
@@ -671,6 +672,69 @@ void check_cpu(const std::vector<Tensor>& ts) {
   }
 }
 
+
+// HANK's clearing schedule: for every path p and wage node k, effective labour L, the transfer per
+// unit of productivity tau and consumption C, with households acting at node k (r interpolated
+// between r nodes lo and lo + 1 with weight a). Forward only: hank.py evaluates it without gradient
+// (prices are detached), so no adjoint is needed. Same maths as HANK._clearing_schedule; sums over
+// states in double (vectorised, so their order differs from torch's).
+template <typename T>
+std::vector<Tensor> hank_clearing_impl(const Tensor& share, const Tensor& hours, const Tensor& lo_r,
+                                       const Tensor& a_r, const Tensor& r_k, const Tensor& cost_k,
+                                       const Tensor& z, const Tensor& g, const Tensor& y_j, const Tensor& b_j,
+                                       const Tensor& w_grid, double bond_supply, double c_min,
+                                       double borrowing_limit) {
+  const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2), N = g.size(0);
+  TORCH_CHECK(hours.sizes() == share.sizes(), "hank_clearing: hours and share tables differ in shape");
+  TORCH_CHECK(lo_r.size(0) == N && lo_r.size(1) == nw, "hank_clearing: lo_r must be [N, n_w]");
+  Tensor L_t = at::empty({N, nw}, g.options()), C_t = at::empty({N, nw}, g.options()),
+         tau_t = at::empty({N, nw}, g.options());
+  const T *S = share.data_ptr<T>(), *H = hours.data_ptr<T>(), *a = a_r.data_ptr<T>(), *r = r_k.data_ptr<T>(),
+          *cost = cost_k.data_ptr<T>(), *zp = z.data_ptr<T>(), *gp = g.data_ptr<T>(), *y = y_j.data_ptr<T>(),
+          *b = b_j.data_ptr<T>(), *w = w_grid.data_ptr<T>();
+  const int64_t* lo = lo_r.data_ptr<int64_t>();
+  T *L = L_t.data_ptr<T>(), *C = C_t.data_ptr<T>(), *tau = tau_t.data_ptr<T>();
+  std::atomic<bool> bad_index{false};
+  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const T* gj = gp + p * J;
+      double debt = 0.0, yg_sum = 0.0;
+#pragma omp simd reduction(+ : debt, yg_sum)
+      for (int64_t j = 0; j < J; ++j) {
+        debt += static_cast<double>(b[j]) * gj[j];
+        yg_sum += static_cast<double>(y[j] * gj[j]);
+      }
+      for (int64_t k = 0; k < nw; ++k) {
+        const int64_t q = p * nw + k, l = lo[q];
+        if (l < 0 || l + 1 >= nr) { bad_index.store(true); L[q] = C[q] = tau[q] = T(0); continue; }
+        const T ak = a[q], bk = T(1) - ak;
+        const T* S0 = S + (k * nr + l) * J;
+        const T* H0 = H + (k * nr + l) * J;
+        double Lk = 0.0;
+#pragma omp simd reduction(+ : Lk)
+        for (int64_t j = 0; j < J; ++j) Lk += static_cast<double>(H0[j] * bk + H0[J + j] * ak) * (y[j] * gj[j]);
+        const double Tk = Lk * (static_cast<double>(zp[p]) * cost[q] - w[k]) - static_cast<double>(r[q]) * debt -
+                          (debt - bond_supply);
+        const T tk = static_cast<T>(Tk / yg_sum);
+        const T R = T(1) + r[q], wk = w[k];
+        double Ck = 0.0;
+#pragma omp simd reduction(+ : Ck)
+        for (int64_t j = 0; j < J; ++j) {
+          const T s = S0[j] * bk + S0[J + j] * ak, h = H0[j] * bk + H0[J + j] * ak;
+          const T cash = R * b[j] + y[j] * (wk * h + tk);
+          const T c = std::min(std::max(s * cash, static_cast<T>(c_min)), cash - static_cast<T>(borrowing_limit));
+          Ck += static_cast<double>(c) * gj[j];
+        }
+        L[q] = static_cast<T>(Lk);
+        C[q] = static_cast<T>(Ck);
+        tau[q] = tk;
+      }
+    }
+  });
+  TORCH_CHECK(!bad_index.load(), "hank_clearing: an r bracket index is outside the r grid");
+  return {L_t, C_t, tau_t};
+}
+
 }  // namespace
 
 std::vector<Tensor> huggett_forward(Tensor B, Tensor cash, Tensor r_grid, Tensor s_path, Tensor g0,
@@ -723,9 +787,22 @@ Tensor ks_backward(Tensor gobj, Tensor share, Tensor b_j, Tensor y_j, Tensor d_h
   return out;
 }
 
+std::vector<Tensor> hank_clearing(Tensor share, Tensor hours, Tensor lo_r, Tensor a_r, Tensor r_k, Tensor cost_k,
+                                  Tensor z, Tensor g, Tensor y_j, Tensor b_j, Tensor w_grid, double bond_supply,
+                                  double c_min, double borrowing_limit) {
+  check_cpu({share, hours, lo_r, a_r, r_k, cost_k, z, g, y_j, b_j, w_grid});
+  std::vector<Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "hank_clearing", [&] {
+    out = hank_clearing_impl<scalar_t>(share, hours, lo_r, a_r, r_k, cost_k, z, g, y_j, b_j, w_grid, bond_supply,
+                                       c_min, borrowing_limit);
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("huggett_forward", &huggett_forward, "Huggett rollout, all paths (CPU)");
   m.def("huggett_backward", &huggett_backward, "adjoint of huggett_forward: gradient wrt the savings table");
   m.def("ks_forward", &ks_forward, "Krusell-Smith rollout, all paths (CPU)");
   m.def("ks_backward", &ks_backward, "adjoint of ks_forward: gradient wrt the share table");
+  m.def("hank_clearing", &hank_clearing, "HANK clearing schedule: L, C, tau at every path and w node (CPU)");
 }

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from . import grids, policy
+from . import fused, grids, policy
 from .config import HANKCalibration
 from .distribution import income_index, lottery, point_mass, young_step
 from .krusell_smith import uniform_bracket
@@ -65,6 +65,8 @@ class HANK(HouseholdModel):
         self.params = [self.first, self.incr, self.h_first, self.h_incr, self.pi_first, self.pi_incr]
         self.clip_groups = [[self.first, self.incr, self.h_first, self.h_incr], [self.pi_first, self.pi_incr]]
         self.lr_scales = [1.0, 1.0, 1.0, 1.0, cal.lr_firm_scale, cal.lr_firm_scale]
+        # on CPU the clearing schedule (every w node, no gradient) runs as one C++ pass (fused.py)
+        self.fused_clearing = fused.wanted(cal, self.device)
 
     def _initial_share(self) -> torch.Tensor:
         """Log-utility permanent-income guess at unit hours, zero transfers: [nw, J, nr]."""
@@ -98,11 +100,40 @@ class HANK(HouseholdModel):
 
     # ---------------------------------------------------------------- one period
     def _node_actions(self, share_tab, hours_tab, k, lo_r, a_r):
-        """Share and hours at w nodes k with r interpolated (lo_r, a_r): [..., J]."""
+        """Share and hours at w nodes k with r interpolated (lo_r, a_r): [..., J].
+
+        Rows of the [nw * nr, J] tables are picked by index_select: its backward is a row-wise
+        index_add, where fancy indexing's is a sorted index_put (a third of a CPU epoch)."""
+        nr, J = share_tab.shape[1], share_tab.shape[2]
+        row = (k * nr + lo_r).reshape(-1)
+        rows = torch.stack([row, row + 1], 1).reshape(-1)  # lo and lo + 1 of each entry, adjacent
         a = a_r[..., None]
-        s = share_tab[k, lo_r] * (1 - a) + share_tab[k, lo_r + 1] * a
-        n = hours_tab[k, lo_r] * (1 - a) + hours_tab[k, lo_r + 1] * a
-        return s, n
+
+        def interpolate(tab):
+            pair = tab.reshape(-1, J).index_select(0, rows).view(*k.shape, 2, J)
+            return pair[..., 0, :] * (1 - a) + pair[..., 1, :] * a
+
+        return interpolate(share_tab), interpolate(hours_tab)
+
+    def _clearing_schedule(self, share_tab, hours_tab, lo_r, a_r, r_k, cost_k, z, g):
+        """Labour L, consumption C and transfer per unit of productivity tau at every w node, each
+        [N, nw], households acting at each node (the torch definition; fused.hank_clearing on CPU)."""
+        cal = self.cal
+        N = g.shape[0]
+        k = torch.arange(cal.n_w, device=g.device).expand(N, -1)
+        S, H = self._node_actions(share_tab, hours_tab, k, lo_r, a_r)
+        yg = (self.y_j * g)[:, :, None]
+        L_k = torch.bmm(H, yg).squeeze(-1)
+        debt = (self.b_j * g).sum(1, keepdim=True)  # bonds outstanding (= B when markets cleared)
+        # government budget with the bond supply held at B: tax = (1 + r) debt - B, which is the
+        # spec's r B whenever debt = B; off that path a clearing error is not rolled over forever
+        T_k = L_k * (z[:, None] * cost_k - self.w_grid) - r_k * debt - (debt - cal.bond_supply)
+        tau_k = T_k / (self.y_j * g).sum(1, keepdim=True)  # transfers paid in proportion to y
+        # consumption at every w node exactly as households will act there (same clamps)
+        cash_k = (1 + r_k)[..., None] * self.b_j + self.y_j * (self.w_grid[:, None] * H + tau_k[..., None])
+        c_k = torch.minimum((S * cash_k).clamp(min=cal.c_min), cash_k - cal.borrowing_limit)
+        C_k = torch.bmm(c_k, g[:, :, None]).squeeze(-1)
+        return L_k, C_k, tau_k
 
     def equilibrium(self, share_tab, hours_tab, Pi, g, s) -> dict[str, torch.Tensor]:
         """Clear the labour market on the w grid for paths with histograms g and exogenous states s.
@@ -118,20 +149,14 @@ class HANK(HouseholdModel):
             pi_k = Pi.detach()[:, zi].T  # [N, nw]
             r_k = cal.R_bar * (1 + pi_k).pow(cal.phi_pi - 1) * m[:, None] - 1
             lo_r, a_r = uniform_bracket(cal.r_min, self.dr, cal.n_r, r_k)
-            k = torch.arange(cal.n_w, device=g.device).expand(N, -1)
-            S, H = self._node_actions(share_tab.detach(), hours_tab.detach(), k, lo_r, a_r)
-            yg = (self.y_j * g)[:, :, None]
-            L_k = torch.bmm(H, yg).squeeze(-1)
             cost_k = 1 - cal.theta / 2 * pi_k.pow(2)
-            debt = (self.b_j * g).sum(1, keepdim=True)  # bonds outstanding (= B when markets cleared)
-            # government budget with the bond supply held at B: tax = (1 + r) debt - B, which is the
-            # spec's r B whenever debt = B; off that path a clearing error is not rolled over forever
-            T_k = L_k * (z[:, None] * cost_k - self.w_grid) - r_k * debt - (debt - cal.bond_supply)
-            tau_k = T_k / (self.y_j * g).sum(1, keepdim=True)  # transfers paid in proportion to y
-            # consumption at every w node exactly as households will act there (same clamps)
-            cash_k = (1 + r_k)[..., None] * self.b_j + self.y_j * (self.w_grid[:, None] * H + tau_k[..., None])
-            c_k = torch.minimum((S * cash_k).clamp(min=cal.c_min), cash_k - cal.borrowing_limit)
-            C_k = torch.bmm(c_k, g[:, :, None]).squeeze(-1)
+            if self.fused_clearing:
+                L_k, C_k, tau_k = fused.hank_clearing(
+                    share_tab, hours_tab, lo_r, a_r, r_k, cost_k, z, g, self.y_j, self.b_j, self.w_grid,
+                    cal.bond_supply, cal.c_min, cal.borrowing_limit)
+            else:
+                L_k, C_k, tau_k = self._clearing_schedule(share_tab.detach(), hours_tab.detach(), lo_r, a_r,
+                                                          r_k, cost_k, z, g)
             excess_supply = z[:, None] * cost_k * L_k - C_k  # = z cost (L - labour demand): same root
             lo, om = bracket(excess_supply, 0.0, extrapolate=cal.w_extrapolate)
             rows = torch.arange(N, device=g.device)
@@ -179,8 +204,8 @@ class HANK(HouseholdModel):
 
     def tables(self):
         """(consumption share, hours), each [nw, nr, J]; hours are non-decreasing in w."""
-        hours = policy.to_values(self.h_first, self.h_incr).permute(2, 0, 1)
-        return policy.to_values(self.first, self.incr).transpose(1, 2), hours
+        hours = policy.to_values(self.h_first, self.h_incr).permute(2, 0, 1).contiguous()
+        return policy.to_values(self.first, self.incr).transpose(1, 2).contiguous(), hours
 
     def rollout(self, state, shocks, record: bool = False):
         cal, T = self.cal, self.T
