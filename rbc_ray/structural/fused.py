@@ -129,3 +129,34 @@ def hank_clearing(share: torch.Tensor, hours: torch.Tensor, lo_r: torch.Tensor, 
     c = [t.detach().contiguous() for t in (share, hours, lo_r, a_r, r_k, cost_k, z, g, y_j, b_j, w_grid)]
     L, C, tau = module.hank_clearing(*c, float(bond_supply), float(c_min), float(borrowing_limit))
     return L, C, tau
+
+
+class _Households(torch.autograd.Function):
+    """(share, hours tables) -> (c, hours, b') [N, J] by the kernel; backward recomputes per state and
+    returns the tables' gradient (the other inputs are detached prices and weights)."""
+
+    @staticmethod
+    def forward(ctx, share, hours, row, a_r, wts, R2, w2, tau2, b_j, y_j, c_min, borrowing_limit):
+        inputs = [t.detach().contiguous() for t in (share, hours, row, a_r, wts, R2, w2, tau2, b_j, y_j)]
+        ctx.save_for_backward(*inputs)
+        ctx.bounds = (float(c_min), float(borrowing_limit))
+        return tuple(load().hank_households(*inputs, *ctx.bounds, []))
+
+    @staticmethod
+    def backward(ctx, g_c, g_hours, g_b):
+        grads = [g.contiguous() for g in (g_c, g_hours, g_b)]
+        g_share, g_hours_tab = load().hank_households(*ctx.saved_tensors, *ctx.bounds, grads)
+        return (g_share, g_hours_tab) + (None,) * 10
+
+
+def hank_households(share: torch.Tensor, hours: torch.Tensor, row: torch.Tensor, a_r: torch.Tensor,
+                    wts: torch.Tensor, R2: torch.Tensor, w2: torch.Tensor, tau2: torch.Tensor, b_j: torch.Tensor,
+                    y_j: torch.Tensor, c_min: float, borrowing_limit: float
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """HANK households at the two bracketing w nodes (HANK._households), differentiable in the
+    share and hours tables [n_w, n_r, J]; row [N, 2] = w node * n_r + r bracket, the rest [N, 2] or
+    [J]. Saves nothing [N, 2, J] for backward: at full size autograd's intermediates were gigabytes
+    per epoch, and zeroing fresh pages for them cost more than the arithmetic."""
+    if load() is None:
+        raise RuntimeError(f"the fused SRL kernels are unavailable: {error()}")
+    return _Households.apply(share, hours, row, a_r, wts, R2, w2, tau2, b_j, y_j, c_min, borrowing_limit)

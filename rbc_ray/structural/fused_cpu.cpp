@@ -2,7 +2,8 @@
 //
 // Same maths and order of events as the torch rollouts in huggett.py and krusell_smith.py, which stay
 // the definition (and the GPU path); tests hold the objective and its gradient to torch autograd.
-// For HANK only the clearing schedule (no gradient) is here; its rollout stays in torch.
+// For HANK the clearing schedule and the households' period step (with its adjoint) are here;
+// the rest of its rollout (lottery, histograms, firm) stays in torch.
 // Why it exists: on a 2-core CPU a torch period is ~100 small ops over [N, J] tensors, each a fresh
 // allocation and a memory pass. Here every path is an independent economy (its own histogram, its
 // own clearing price), so one thread runs a path through all T periods with g, d and the Young
@@ -735,6 +736,104 @@ std::vector<Tensor> hank_clearing_impl(const Tensor& share, const Tensor& hours,
   return {L_t, C_t, tau_t};
 }
 
+
+// HANK households at the two wage nodes bracketing the clearing wage, blended with the clearing
+// weights (HANK._households is the torch definition): per path p, node m and state j
+//   s, n = tables at row (w node, r node lo) and lo + 1, interpolated with weight a
+//   cash = R b + y (w n + tau);  c_m = min(max(s cash, c_min), cash - b_min)
+//   c = sum_m wt_m c_m,  hours = sum_m wt_m n,  b' = sum_m wt_m (cash - c_m).
+// Prices, weights and transfers are detached, so the gradient flows only into the two tables;
+// backward recomputes the forward per state (nothing [N, 2, J] is stored) and is autograd's rule
+// (min and max split the gradient evenly at ties, the clamp passes it where s cash >= c_min).
+template <typename T>
+std::vector<Tensor> hank_households_impl(const Tensor& share, const Tensor& hours, const Tensor& row, const Tensor& a_r,
+                                         const Tensor& wts, const Tensor& R2, const Tensor& w2, const Tensor& tau2,
+                                         const Tensor& b_j, const Tensor& y_j, double c_min, double borrowing_limit,
+                                         const Tensor* grads) {
+  const int64_t rows = share.size(0) * share.size(1), J = share.size(2), N = row.size(0);
+  const T *S = share.data_ptr<T>(), *H = hours.data_ptr<T>(), *a = a_r.data_ptr<T>(), *wt = wts.data_ptr<T>(),
+          *R = R2.data_ptr<T>(), *w = w2.data_ptr<T>(), *tau = tau2.data_ptr<T>(), *b = b_j.data_ptr<T>(),
+          *y = y_j.data_ptr<T>();
+  const int64_t* rw = row.data_ptr<int64_t>();
+  for (int64_t q = 0; q < 2 * N; ++q) {
+    TORCH_CHECK(rw[q] >= 0 && rw[q] + 1 < rows, "hank_households: table row ", rw[q], " out of range");
+  }
+  const T cmin = static_cast<T>(c_min), blim = static_cast<T>(borrowing_limit);
+  if (grads == nullptr) {
+    Tensor c_t = at::empty({N, J}, share.options()), h_t = at::empty({N, J}, share.options()),
+           bn_t = at::empty({N, J}, share.options());
+    T *c = c_t.data_ptr<T>(), *h = h_t.data_ptr<T>(), *bn = bn_t.data_ptr<T>();
+    at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        T* cp = c + p * J;
+        T* hp = h + p * J;
+        T* bp = bn + p * J;
+        for (int64_t m = 0; m < 2; ++m) {
+          const int64_t q = p * 2 + m;
+          const T* S0 = S + rw[q] * J;
+          const T* H0 = H + rw[q] * J;
+          const T am = a[q], bm = T(1) - am, wm = wt[q], Rm = R[q], wg = w[q], tm = tau[q];
+          for (int64_t j = 0; j < J; ++j) {
+            const T sv = S0[j] * bm + S0[J + j] * am, nv = H0[j] * bm + H0[J + j] * am;
+            const T cash = Rm * b[j] + y[j] * (wg * nv + tm);
+            const T cm = std::min(std::max(sv * cash, cmin), cash - blim);
+            if (m == 0) {
+              cp[j] = cm * wm;
+              hp[j] = nv * wm;
+              bp[j] = (cash - cm) * wm;
+            } else {
+              cp[j] += cm * wm;
+              hp[j] += nv * wm;
+              bp[j] += (cash - cm) * wm;
+            }
+          }
+        }
+      }
+    });
+    return {c_t, h_t, bn_t};
+  }
+  // backward: d objective / d (share, hours); threads own disjoint state columns j (no races)
+  const T *gc = grads[0].data_ptr<T>(), *gh = grads[1].data_ptr<T>(), *gb = grads[2].data_ptr<T>();
+  Tensor gS_t = at::zeros_like(share), gH_t = at::zeros_like(hours);
+  T *gS = gS_t.data_ptr<T>(), *gH = gH_t.data_ptr<T>();
+  at::parallel_for(0, J, 16, [&](int64_t j0, int64_t j1) {
+    for (int64_t p = 0; p < N; ++p) {
+      for (int64_t m = 0; m < 2; ++m) {
+        const int64_t q = p * 2 + m;
+        const T* S0 = S + rw[q] * J;
+        const T* H0 = H + rw[q] * J;
+        T* gS0 = gS + rw[q] * J;
+        T* gH0 = gH + rw[q] * J;
+        const T am = a[q], bm = T(1) - am, wm = wt[q], Rm = R[q], wg = w[q], tm = tau[q];
+        for (int64_t j = j0; j < j1; ++j) {
+          const T sv = S0[j] * bm + S0[J + j] * am, nv = H0[j] * bm + H0[J + j] * am;
+          const T cash = Rm * b[j] + y[j] * (wg * nv + tm);
+          const T raw = sv * cash, c1 = std::max(raw, cmin), cap = cash - blim;
+          const T g_cm = (gc[p * J + j] - gb[p * J + j]) * wm;
+          T g_cash = gb[p * J + j] * wm, g_n = gh[p * J + j] * wm, g_c1 = T(0);
+          if (c1 < cap) {
+            g_c1 = g_cm;
+          } else if (cap < c1) {
+            g_cash += g_cm;
+          } else {
+            g_c1 = g_cm / T(2);
+            g_cash += g_cm / T(2);
+          }
+          const T g_raw = raw >= cmin ? g_c1 : T(0);
+          const T g_s = g_raw * cash;
+          g_cash += g_raw * sv;
+          g_n += g_cash * y[j] * wg;
+          gS0[j] += g_s * bm;
+          gS0[J + j] += g_s * am;
+          gH0[j] += g_n * bm;
+          gH0[J + j] += g_n * am;
+        }
+      }
+    }
+  });
+  return {gS_t, gH_t};
+}
+
 }  // namespace
 
 std::vector<Tensor> huggett_forward(Tensor B, Tensor cash, Tensor r_grid, Tensor s_path, Tensor g0,
@@ -799,10 +898,25 @@ std::vector<Tensor> hank_clearing(Tensor share, Tensor hours, Tensor lo_r, Tenso
   return out;
 }
 
+std::vector<Tensor> hank_households(Tensor share, Tensor hours, Tensor row, Tensor a_r, Tensor wts, Tensor R2,
+                                    Tensor w2, Tensor tau2, Tensor b_j, Tensor y_j, double c_min,
+                                    double borrowing_limit, std::vector<Tensor> grads) {
+  check_cpu({share, hours, row, a_r, wts, R2, w2, tau2, b_j, y_j});
+  check_cpu(grads);
+  TORCH_CHECK(grads.empty() || grads.size() == 3, "hank_households: pass no gradients or three");
+  std::vector<Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "hank_households", [&] {
+    out = hank_households_impl<scalar_t>(share, hours, row, a_r, wts, R2, w2, tau2, b_j, y_j, c_min,
+                                         borrowing_limit, grads.empty() ? nullptr : grads.data());
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("huggett_forward", &huggett_forward, "Huggett rollout, all paths (CPU)");
   m.def("huggett_backward", &huggett_backward, "adjoint of huggett_forward: gradient wrt the savings table");
   m.def("ks_forward", &ks_forward, "Krusell-Smith rollout, all paths (CPU)");
   m.def("ks_backward", &ks_backward, "adjoint of ks_forward: gradient wrt the share table");
+  m.def("hank_households", &hank_households, "HANK households at the bracketing w nodes, or its adjoint (CPU)");
   m.def("hank_clearing", &hank_clearing, "HANK clearing schedule: L, C, tau at every path and w node (CPU)");
 }

@@ -65,8 +65,8 @@ class HANK(HouseholdModel):
         self.params = [self.first, self.incr, self.h_first, self.h_incr, self.pi_first, self.pi_incr]
         self.clip_groups = [[self.first, self.incr, self.h_first, self.h_incr], [self.pi_first, self.pi_incr]]
         self.lr_scales = [1.0, 1.0, 1.0, 1.0, cal.lr_firm_scale, cal.lr_firm_scale]
-        # on CPU the clearing schedule (every w node, no gradient) runs as one C++ pass (fused.py)
-        self.fused_clearing = fused.wanted(cal, self.device)
+        # on CPU the clearing schedule and the households' step run as C++ passes (fused.py)
+        self.fused = fused.wanted(cal, self.device)
 
     def _initial_share(self) -> torch.Tensor:
         """Log-utility permanent-income guess at unit hours, zero transfers: [nw, J, nr]."""
@@ -135,6 +135,19 @@ class HANK(HouseholdModel):
         C_k = torch.bmm(c_k, g[:, :, None]).squeeze(-1)
         return L_k, C_k, tau_k
 
+    def _households(self, share_tab, hours_tab, lo_hi, lo_r2, a_r2, wts, r2, w2, tau2):
+        """Consumption, hours and savings [N, J]: households act at the two bracketing w nodes lo_hi
+        (node prices r2, w2 and transfers tau2), blended with the clearing weights wts (the torch
+        definition; fused.hank_households on CPU)."""
+        cal = self.cal
+        s2, n2 = self._node_actions(share_tab, hours_tab, lo_hi, lo_r2, a_r2)
+        cash2 = (1 + r2)[..., None] * self.b_j + self.y_j * (w2[..., None] * n2 + tau2[..., None])
+        c2 = torch.minimum((s2 * cash2).clamp(min=cal.c_min), cash2 - cal.borrowing_limit)
+        c = (c2 * wts[..., None]).sum(1)
+        hours = (n2 * wts[..., None]).sum(1)
+        b_next = ((cash2 - c2) * wts[..., None]).sum(1)  # each node's budget holds; blended like c, n
+        return c, hours, b_next
+
     def equilibrium(self, share_tab, hours_tab, Pi, g, s) -> dict[str, torch.Tensor]:
         """Clear the labour market on the w grid for paths with histograms g and exogenous states s.
 
@@ -150,7 +163,7 @@ class HANK(HouseholdModel):
             r_k = cal.R_bar * (1 + pi_k).pow(cal.phi_pi - 1) * m[:, None] - 1
             lo_r, a_r = uniform_bracket(cal.r_min, self.dr, cal.n_r, r_k)
             cost_k = 1 - cal.theta / 2 * pi_k.pow(2)
-            if self.fused_clearing:
+            if self.fused:
                 L_k, C_k, tau_k = fused.hank_clearing(
                     share_tab, hours_tab, lo_r, a_r, r_k, cost_k, z, g, self.y_j, self.b_j, self.w_grid,
                     cal.bond_supply, cal.c_min, cal.borrowing_limit)
@@ -170,13 +183,13 @@ class HANK(HouseholdModel):
             w2 = self.w_grid[lo_hi]
         # actions at the two bracketing nodes (node prices and transfers), then blended linearly, so
         # that aggregate hours and consumption are exactly the interpolated clearing schedule
-        s2, n2 = self._node_actions(share_tab, hours_tab, lo_hi, lo_r[rows[:, None], lo_hi],
-                                    a_r[rows[:, None], lo_hi])
-        cash2 = (1 + r2)[..., None] * self.b_j + self.y_j * (w2[..., None] * n2 + tau2[..., None])
-        c2 = torch.minimum((s2 * cash2).clamp(min=cal.c_min), cash2 - cal.borrowing_limit)
-        c = (c2 * wts[..., None]).sum(1)
-        hours = (n2 * wts[..., None]).sum(1)
-        b_next = ((cash2 - c2) * wts[..., None]).sum(1)  # each node's budget holds; blended like c, n
+        lo_r2, a_r2 = lo_r[rows[:, None], lo_hi], a_r[rows[:, None], lo_hi]
+        if self.fused:
+            c, hours, b_next = fused.hank_households(
+                share_tab, hours_tab, lo_hi * cal.n_r + lo_r2, a_r2, wts, 1 + r2, w2, tau2, self.b_j, self.y_j,
+                cal.c_min, cal.borrowing_limit)
+        else:
+            c, hours, b_next = self._households(share_tab, hours_tab, lo_hi, lo_r2, a_r2, wts, r2, w2, tau2)
         with torch.no_grad():
             L = (self.y_j * hours.detach() * g).sum(1)
             Y = z * L

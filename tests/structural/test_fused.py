@@ -69,7 +69,7 @@ def test_asset_lookup_brackets_exactly():
 def _hank(kernel, dtype="float64"):
     cal = calibration("hank", {"n_paths": 6, "e_trunc": 0.3, "dtype": dtype, "kernel": kernel}, smoke=True)
     m = build("hank", cal)
-    assert m.fused_clearing == (kernel != "torch")
+    assert m.fused == (kernel != "torch")
     with torch.no_grad():  # interior shares and a histogram away from the initial point mass
         gen = torch.Generator().manual_seed(1)
         m.first.mul_(1 - 0.2 * torch.rand(m.first.shape, generator=gen, dtype=m.first.dtype))
@@ -120,3 +120,43 @@ def test_hank_rollout_same_with_clearing_kernel():
     assert torch.allclose(w1, w2, rtol=1e-12, atol=0)
     assert torch.allclose(b1, b2, rtol=0, atol=1e-12)
     assert float((g1 - g2).norm() / g1.norm()) < 1e-10
+
+
+@pytest.mark.parametrize("c_min,borrowing_limit", [(1e-8, 0.0), (0.3, 0.0), (1e-8, 0.4)])
+def test_hank_households_kernel_and_adjoint_match_autograd(c_min, borrowing_limit):
+    """Households at the bracketing nodes: the kernel's outputs and hand-written adjoint against
+    HANK._households under autograd (float64), with the c_min clamp or the borrowing cap binding for
+    some states in the second and third cases."""
+    from dataclasses import replace
+
+    m = _hank("fused")
+    m.cal = replace(m.cal, c_min=c_min, borrowing_limit=borrowing_limit)
+    cal, N = m.cal, m.cal.n_paths
+    gen = torch.Generator().manual_seed(7)
+    share, hours = (t.detach().clone().requires_grad_(True) for t in m.tables())
+    lo_hi = torch.randint(0, cal.n_w - 1, (N, 1), generator=gen) + torch.tensor([[0, 1]])
+    lo_r2 = torch.randint(0, cal.n_r - 1, (N, 2), generator=gen)
+    a_r2 = torch.rand(N, 2, generator=gen, dtype=torch.float64)
+    om = torch.rand(N, 1, generator=gen, dtype=torch.float64)
+    wts = torch.cat([1 - om, om], 1)
+    r2 = 0.01 + 0.03 * torch.rand(N, 2, generator=gen, dtype=torch.float64)
+    w2, tau2 = m.w_grid[lo_hi], 0.1 * torch.randn(N, 2, generator=gen, dtype=torch.float64)
+    weights = [torch.randn(N, m.J, generator=gen, dtype=torch.float64) for _ in range(3)]
+
+    def run(fn):
+        share.grad = hours.grad = None
+        outs = fn()
+        sum((o * w).sum() for o, w in zip(outs, weights)).backward()
+        return [o.detach() for o in outs], share.grad.clone(), hours.grad.clone()
+
+    want = run(lambda: m._households(share, hours, lo_hi, lo_r2, a_r2, wts, r2, w2, tau2))
+    got = run(lambda: fused.hank_households(share, hours, lo_hi * cal.n_r + lo_r2, a_r2, wts, 1 + r2, w2, tau2,
+                                            m.b_j, m.y_j, cal.c_min, cal.borrowing_limit))
+    for a, b in zip(want[0], got[0]):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+    for a, b in zip(want[1:], got[1:]):
+        assert float((a - b).norm()) <= 1e-11 * float(a.norm())
+    if c_min > 0.1 or borrowing_limit > 0:  # the case is only meaningful if a bound binds somewhere
+        s, n = m._node_actions(share.detach(), hours.detach(), lo_hi, lo_r2, a_r2)
+        cash = (1 + r2)[..., None] * m.b_j + m.y_j * (w2[..., None] * n + tau2[..., None])
+        assert bool(((s * cash < c_min) | (s * cash > cash - borrowing_limit)).any())
