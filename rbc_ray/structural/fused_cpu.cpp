@@ -677,8 +677,8 @@ void check_cpu(const std::vector<Tensor>& ts) {
 // HANK's clearing schedule: for every path p and wage node k, effective labour L, the transfer per
 // unit of productivity tau and consumption C, with households acting at node k (r interpolated
 // between r nodes lo and lo + 1 with weight a). Forward only: hank.py evaluates it without gradient
-// (prices are detached), so no adjoint is needed. Same maths as HANK._clearing_schedule; sums over
-// states in double (vectorised, so their order differs from torch's).
+// (prices are detached), so no adjoint is needed. Same maths as HANK._clearing_schedule; the sums
+// over states are vectorised, so their order (not their precision) differs from torch's.
 template <typename T>
 std::vector<Tensor> hank_clearing_impl(const Tensor& share, const Tensor& hours, const Tensor& lo_r,
                                        const Tensor& a_r, const Tensor& r_k, const Tensor& cost_k,
@@ -697,13 +697,15 @@ std::vector<Tensor> hank_clearing_impl(const Tensor& share, const Tensor& hours,
   T *L = L_t.data_ptr<T>(), *C = C_t.data_ptr<T>(), *tau = tau_t.data_ptr<T>();
   std::atomic<bool> bad_index{false};
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> yg(J);
     for (int64_t p = begin; p < end; ++p) {
       const T* gj = gp + p * J;
-      double debt = 0.0, yg_sum = 0.0;
+      T debt = T(0), yg_sum = T(0);
 #pragma omp simd reduction(+ : debt, yg_sum)
       for (int64_t j = 0; j < J; ++j) {
-        debt += static_cast<double>(b[j]) * gj[j];
-        yg_sum += static_cast<double>(y[j] * gj[j]);
+        yg[j] = y[j] * gj[j];
+        debt += b[j] * gj[j];
+        yg_sum += yg[j];
       }
       for (int64_t k = 0; k < nw; ++k) {
         const int64_t q = p * nw + k, l = lo[q];
@@ -711,23 +713,21 @@ std::vector<Tensor> hank_clearing_impl(const Tensor& share, const Tensor& hours,
         const T ak = a[q], bk = T(1) - ak;
         const T* S0 = S + (k * nr + l) * J;
         const T* H0 = H + (k * nr + l) * J;
-        double Lk = 0.0;
+        T Lk = T(0);
 #pragma omp simd reduction(+ : Lk)
-        for (int64_t j = 0; j < J; ++j) Lk += static_cast<double>(H0[j] * bk + H0[J + j] * ak) * (y[j] * gj[j]);
-        const double Tk = Lk * (static_cast<double>(zp[p]) * cost[q] - w[k]) - static_cast<double>(r[q]) * debt -
-                          (debt - bond_supply);
-        const T tk = static_cast<T>(Tk / yg_sum);
+        for (int64_t j = 0; j < J; ++j) Lk += (H0[j] * bk + H0[J + j] * ak) * yg[j];
+        const T tk = (Lk * (zp[p] * cost[q] - w[k]) - r[q] * debt - (debt - static_cast<T>(bond_supply))) / yg_sum;
         const T R = T(1) + r[q], wk = w[k];
-        double Ck = 0.0;
+        T Ck = T(0);
 #pragma omp simd reduction(+ : Ck)
         for (int64_t j = 0; j < J; ++j) {
           const T s = S0[j] * bk + S0[J + j] * ak, h = H0[j] * bk + H0[J + j] * ak;
           const T cash = R * b[j] + y[j] * (wk * h + tk);
           const T c = std::min(std::max(s * cash, static_cast<T>(c_min)), cash - static_cast<T>(borrowing_limit));
-          Ck += static_cast<double>(c) * gj[j];
+          Ck += c * gj[j];
         }
-        L[q] = static_cast<T>(Lk);
-        C[q] = static_cast<T>(Ck);
+        L[q] = Lk;
+        C[q] = Ck;
         tau[q] = tk;
       }
     }
