@@ -53,6 +53,9 @@ class TrainConfig:
     """agent types that act (sampled from their current policy) but never update"""
     profile: bool = False
     """add time_policy_s / time_env_s / policy_time_share to the metrics (syncs on GPU)"""
+    reuse_rollout_forward: bool = True
+    """a training type's first PPO epoch (full batch) backpropagates through the rollout's own forward
+    pass instead of recomputing it: same parameters, same inputs, one forward pass less per update"""
     eval_seed: int = 10_000
     """seed of Trainer.evaluate (the same episodes for every policy compared)"""
 

@@ -98,18 +98,21 @@ def ppo_update(kind: str, policy: ActorCritic, optimizer: torch.optim.Optimizer,
                global_: torch.Tensor, own: torch.Tensor, actions: torch.Tensor,
                old_logp: torch.Tensor, old_value: torch.Tensor, rewards: torch.Tensor,
                mask: torch.Tensor | None, entropy_coef: float, generator: torch.Generator,
-               grad_sync: GradSync | None = None) -> torch.Tensor:
+               grad_sync: GradSync | None = None,
+               rollout_forward: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """One PPO update of one type from one episode's rollout.
 
     global_ [T, E, G]; own [T, E, n, d]; actions [T, E, n, heads]; old_logp, old_value, rewards
-    (unscaled) [T, E, n]. Returns the stacked means [policy_loss, value_loss, entropy] of the last
-    epoch as a tensor (no host sync)."""
+    (unscaled) [T, E, n]. `rollout_forward`: the rollout's (logits, value) with their autograd graph
+    (collect_episode(keep_graph=...)); the first full-batch epoch then backpropagates through it
+    instead of running the same forward again. Returns the stacked means [policy_loss, value_loss,
+    entropy] of the last epoch as a tensor (no host sync)."""
     scaled = rewards / cfg.reward_scale
     adv, ret = advantages_and_returns(scaled, old_value, cfg)
     rows = global_.shape[0] * global_.shape[1]              # (step, env) rows; agents stay together
     flat = [x.reshape(rows, *x.shape[2:]) for x in (global_, own, actions, old_logp, old_value, adv, ret)]
     stats = torch.zeros(3, device=global_.device)
-    for _ in range(cfg.epochs):
+    for epoch in range(cfg.epochs):
         if cfg.minibatches > 1:
             order = torch.randperm(rows, generator=generator, device=generator.device).to(global_.device)
             batches = order.chunk(cfg.minibatches)
@@ -118,7 +121,10 @@ def ppo_update(kind: str, policy: ActorCritic, optimizer: torch.optim.Optimizer,
         sums = torch.zeros(3, device=global_.device)
         for idx in batches:
             g, o, a, lp0, v0, ad, rt = flat if idx is None else [x[idx] for x in flat]
-            logits, value = policy(g, o)
+            if epoch == 0 and idx is None and rollout_forward is not None:
+                logits, value = rollout_forward  # same parameters and inputs: the same forward
+            else:
+                logits, value = policy(g, o)
             logp, ent = policy.log_prob_entropy(logits, mask, a)
             parts = ppo_loss(logp, lp0, ad, ent, value, v0, rt, cfg.clip, cfg.value_clip,
                              cfg.value_coef, entropy_coef)

@@ -88,11 +88,15 @@ class Timer:
 def collect_episode(economy: Economy, policies: dict[str, ActorCritic],
                     masks: dict[str, torch.Tensor | None], storage: RolloutStorage, theta_factor: float,
                     generator: torch.Generator, timer: Timer, with_entropy: dict[str, bool],
-                    random_types: tuple[str, ...] = ()) -> None:
+                    random_types: tuple[str, ...] = (), keep_graph: tuple[str, ...] = ()
+                    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Reset every env, play one episode with the given policies, fill `storage` in place.
 
-    Types in `random_types` act uniformly at random (under their masks) instead of by policy."""
+    Types in `random_types` act uniformly at random (under their masks) instead of by policy. For
+    types in `keep_graph` the policy forward runs with autograd and the episode's (logits, value),
+    [T * E, n, ...] in ppo_update's row order, are returned for the first PPO epoch to reuse."""
     cfg = economy.cfg
+    kept: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {k: [] for k in keep_graph}
     timer.start()
     obs = economy.reset(theta_factor=theta_factor)
     timer.stop("env")
@@ -106,7 +110,13 @@ def collect_episode(economy: Economy, policies: dict[str, ActorCritic],
                 buf, net = storage.types[kind], policies[kind]
                 own = obs.own(kind)
                 buf.own[t].copy_(own)
-                logits, value = net(storage.global_[t], buf.own[t])
+                if kind in kept:  # outside inference mode, on copies the next steps cannot overwrite
+                    with torch.inference_mode(False):
+                        out = net(storage.global_[t].clone(), buf.own[t].clone())
+                    kept[kind].append(out)
+                    logits, value = out[0].detach(), out[1].detach()
+                else:
+                    logits, value = net(storage.global_[t], buf.own[t])
                 if kind in random_types:  # uniform over every real choice (padding stays out)
                     logits = net.pad_mask.expand_as(logits)
                 a, logp = net.sample(logits, masks[kind], generator)
@@ -131,3 +141,5 @@ def collect_episode(economy: Economy, policies: dict[str, ActorCritic],
                 state.income_tax.mean(), state.corporate_tax.mean(), r.government.mean(),
                 acc.profit.mean()]).to(torch.float64))
             timer.stop("env")
+    return {kind: (torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]))
+            for kind, outs in kept.items()}

@@ -123,9 +123,11 @@ class Trainer:
             ep = self.episode
             masks = self._masks(ep)
             training = {k: self.curriculum.training(k, ep) for k in AGENT_TYPES}
-            collect_episode(self.economy, self.policies, masks, self.storage,
-                            self.curriculum.theta_factor(ep), self.generator, timer,
-                            with_entropy={k: not training[k] for k in AGENT_TYPES})
+            reuse = tuple(k for k in AGENT_TYPES if training[k] and t.reuse_rollout_forward
+                          and self.cfg.agent(k).minibatches == 1)
+            kept = collect_episode(self.economy, self.policies, masks, self.storage,
+                                   self.curriculum.theta_factor(ep), self.generator, timer,
+                                   with_entropy={k: not training[k] for k in AGENT_TYPES}, keep_graph=reuse)
             checks: list[torch.Tensor] = []       # [reward means..., then (policy, value) loss pairs]
             losses: list[torch.Tensor] = []
             for i, kind in enumerate(AGENT_TYPES):
@@ -139,7 +141,7 @@ class Trainer:
                         kind, self.policies[kind], self.optimizers[kind], self.cfg.agent(kind),
                         self.storage.global_, buf.own, buf.actions, buf.logp, buf.value, buf.reward,
                         masks[kind], self.curriculum.entropy_coef(kind, ep), self.generator,
-                        self.grad_sync)
+                        self.grad_sync, rollout_forward=kept.get(kind))
                     timer.stop("policy")
                     loss_sum[i] += stats[:2]
                     entropy_sum[i] += stats[2]

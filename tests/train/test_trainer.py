@@ -145,3 +145,26 @@ def test_restore_keeps_the_restoring_trainers_learning_rates():
     assert b.optimizers["firm"].param_groups[0]["lr"] == 0.01
     assert b.optimizers["consumer"].param_groups[0]["lr"] == a.optimizers["consumer"].param_groups[0]["lr"]
     assert b.episode == a.episode
+
+
+def test_reusing_the_rollout_forward_gives_the_recomputed_update():
+    """train.reuse_rollout_forward (default on): the first PPO epoch backpropagates through the
+    rollout's own forward. Same parameters and inputs, so the networks after two iterations match
+    the trainer that recomputes the forward, to float64 rounding (the forward then runs in one
+    batch instead of one per step, so the sums may round differently)."""
+    on = tiny("train.dtype=float64")
+    off = tiny("train.dtype=float64", "train.reuse_rollout_forward=false")
+    assert on.cfg.train.reuse_rollout_forward and not off.cfg.train.reuse_rollout_forward
+    before = {k: [p.detach().clone() for p in on.policies[k].parameters()] for k in ("consumer", "firm")}
+    calls = {"on": 0, "off": 0}
+    on.policies["consumer"].register_forward_hook(lambda *_: calls.__setitem__("on", calls["on"] + 1))
+    off.policies["consumer"].register_forward_hook(lambda *_: calls.__setitem__("off", calls["off"] + 1))
+    for _ in range(2):
+        on.train_iteration(), off.train_iteration()
+    # 2 iterations x 2 episodes: the reusing trainer skips one forward per consumer update
+    assert calls["off"] - calls["on"] == 4, calls
+    for kind in ("consumer", "firm", "government"):
+        for p, q in zip(on.policies[kind].parameters(), off.policies[kind].parameters()):
+            assert torch.allclose(p, q, rtol=1e-9, atol=1e-12), kind
+    for kind in ("consumer", "firm"):  # and the updates did move them
+        assert any(not torch.equal(p, b) for p, b in zip(on.policies[kind].parameters(), before[kind]))
