@@ -115,7 +115,8 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   const T price_scale = static_cast<T>(sc[kPriceScale]), wage_scale = static_cast<T>(sc[kWageScale]);
   const T theta_scale = static_cast<T>(sc[kThetaScale]), capital_scale = static_cast<T>(sc[kCapitalScale]);
 
-  // Every float output is a slice of one buffer: one allocation per call instead of 33.
+  // Every float output is a slice of one buffer: one allocation per call instead of 33 (a caller
+  // that keeps any one output keeps the whole step's buffer alive, about 10 KB per env).
   const auto opts = price_t.options();
   const int64_t total = 15 * E * F + 5 * E * N + 9 * E + E * F * N + E * G + E * N * DC + E * F * DF;
   at::Tensor buffer = at::empty({total}, opts);
