@@ -103,7 +103,7 @@ class HANK(HouseholdModel):
         """Share and hours at w nodes k with r interpolated (lo_r, a_r): [..., J].
 
         Rows of the [nw * nr, J] tables are picked by index_select: its backward is a row-wise
-        index_add, where fancy indexing's is a sorted index_put (a third of a CPU epoch)."""
+        index_add, where fancy indexing's is a sorted index_put (a sixth of a CPU epoch)."""
         nr, J = share_tab.shape[1], share_tab.shape[2]
         row = (k * nr + lo_r).reshape(-1)
         rows = torch.stack([row, row + 1], 1).reshape(-1)  # lo and lo + 1 of each entry, adjacent
