@@ -58,8 +58,9 @@ def _scalars(cfg: EconomyConfig) -> tuple[list[float], list[int]]:
              cfg.tfp_sigma > 0.0 or cfg.tfp_rho != 0.0]
     if len(_SCALARS) > 256:  # sweeps over many configs: keep the cache small
         _SCALARS.clear()
-    _SCALARS[id(cfg)] = (cfg, [float(v) for v in scalars], [int(f) for f in flags])
-    return _SCALARS[id(cfg)][1], _SCALARS[id(cfg)][2]
+    entry = (cfg, [float(v) for v in scalars], [int(f) for f in flags])
+    _SCALARS[id(cfg)] = entry
+    return entry[1], entry[2]
 
 
 def _record(cls: type, **fields: torch.Tensor) -> Any:
