@@ -165,6 +165,33 @@ inline double dot_fast(const T* __restrict a, const T* __restrict b, int64_t J) 
   }
 }
 
+// The screening schedule S[k] = dot_fast(B_k, g) at all K nodes (rows of Bz, stride J), four nodes
+// per pass over g: four independent accumulator chains instead of one, so the fused multiply-adds
+// are not waiting on each other's latency (one chain per dot was a fifth of Huggett's forward).
+template <typename T>
+inline void screen_all(const T* __restrict Bz, int64_t K, const T* __restrict g, int64_t J, double* S) {
+  int64_t k = 0;
+  if constexpr (!std::is_same_v<T, double>) {
+    for (; k + 4 <= K; k += 4) {
+      const T *b0 = Bz + k * J, *b1 = b0 + J, *b2 = b1 + J, *b3 = b2 + J;
+      float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+      for (int64_t j = 0; j < J; ++j) {
+        const float gj = g[j];
+        a0 = std::fma(b0[j], gj, a0);
+        a1 = std::fma(b1[j], gj, a1);
+        a2 = std::fma(b2[j], gj, a2);
+        a3 = std::fma(b3[j], gj, a3);
+      }
+      S[k] = a0;
+      S[k + 1] = a1;
+      S[k + 2] = a2;
+      S[k + 3] = a3;
+    }
+  }
+  for (; k < K; ++k) S[k] = dot_fast<T>(Bz + k * J, g, J);
+}
+
 // Both histograms moved by the same lottery in one pass (g may be null: only d moves).
 template <typename T>
 inline void scatter2_row(const T* m1, const T* m2, const int32_t* lo, const T* w, int64_t nb, int64_t ny,
@@ -280,11 +307,76 @@ inline void parallel_paths(int64_t N, const F& f) {
   });
 }
 
+// The adjoints' gradient, accumulated in a fixed number of path blocks whatever the thread count:
+// block k sums paths [k N / K, (k + 1) N / K) in path order, blocks are handed out dynamically and
+// added in block order, so the gradient is the same bit for bit on any number of threads and any
+// schedule (per-thread accumulators made training differ in the last bits from run to run).
+// f(grad, n0, n1) accumulates paths [n0, n1) into grad [M].
+constexpr int64_t kGradBlocks = 8;
+template <typename T, typename F>
+Tensor blocked_gradient(int64_t N, int64_t M, const at::TensorOptions& opts, const F& f) {
+  const int64_t K = std::max<int64_t>(1, std::min(N, kGradBlocks));
+  Tensor acc = at::zeros({K, M}, opts);
+  T* a = acc.data_ptr<T>();
+  parallel_paths(K, [&](int64_t k, int64_t) { f(a + k * M, k * N / K, (k + 1) * N / K); });
+  Tensor out = at::empty({M}, opts);
+  T* o = out.data_ptr<T>();
+  at::parallel_for(0, M, 4096, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      T total = a[m];
+      for (int64_t k = 1; k < K; ++k) total += a[k * M + m];
+      o[m] = total;
+    }
+  });
+  return out;
+}
+
 template <typename T>
 Locator<T> make_locator(const Tensor& grid, const Tensor& lut, double bmin, double inv_h) {
   return Locator<T>{grid.data_ptr<T>(), lut.data_ptr<int32_t>(), grid.numel(), lut.numel(),
                     static_cast<T>(bmin), static_cast<T>(inv_h)};
 }
+
+// The caller's buffer for d_t of every period and path, [T, N, J] (fused.py keeps it between epochs:
+// a fresh 100-200 MB allocation per epoch is fresh pages that the OS zeroes on first touch).
+inline void check_history(const Tensor& d_hist, int64_t T_, int64_t N, int64_t J, const Tensor& like) {
+  TORCH_CHECK(d_hist.dim() == 3 && d_hist.size(0) == T_ && d_hist.size(1) == N && d_hist.size(2) == J &&
+                  d_hist.scalar_type() == like.scalar_type() && d_hist.is_contiguous() && d_hist.device().is_cpu(),
+              "d_hist must be a contiguous CPU tensor [T, N, J] of the histogram's dtype");
+}
+
+// When every period's price sits exactly on a grid node (partial-equilibrium Huggett: the rate is
+// the exogenous chain's node), the action row is one of nz * nr node rows, the same for every path
+// and period. Their utility, marginal utility and lottery are then computed once per call instead of
+// once per path and period, by the same row functions (identical values).
+template <typename T>
+struct NodeRows {
+  int64_t J = 0;
+  std::vector<T> u, mu, wb, dw;
+  std::vector<int32_t> lo;
+  std::vector<char> built;
+  NodeRows(int64_t count, int64_t J_, bool grad)
+      : J(J_), u(count * J_), mu(grad ? count * J_ : 0), wb(count * J_), dw(grad ? count * J_ : 0),
+        lo(count * J_), built(count, 0) {}
+  // Row k: savings B0 (1 - w) + B1 w at bond price q, cash on hand cz.
+  void build(int64_t k, const T* B0, const T* B1, T w, T q, const T* cz, const Locator<T>& loc, double crra,
+             T cmin) {
+    std::vector<T> bn(J), c(J);
+    for (int64_t j = 0; j < J; ++j) {
+      bn[j] = B0[j] * (T(1) - w) + B1[j] * w;
+      c[j] = cz[j] - bn[j] * q;
+    }
+    const bool grad = !mu.empty();
+    if (grad) {
+      utility_row<T, true, true>(c.data(), J, crra, cmin, &u[k * J], &mu[k * J]);
+      lottery_row<T, true>(loc, bn.data(), J, &lo[k * J], &wb[k * J], &dw[k * J]);
+    } else {
+      utility_row<T, true, false>(c.data(), J, crra, cmin, &u[k * J], nullptr);
+      lottery_row<T, false>(loc, bn.data(), J, &lo[k * J], &wb[k * J], nullptr);
+    }
+    built[k] = 1;
+  }
+};
 
 // ------------------------------------------------------------------------------------------ Huggett
 // B [nz, nr, J] savings b' at every node; cash [nz, J]; s_path [T(+1), N] aggregate state per period
@@ -297,12 +389,12 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
                                          const Tensor& b_grid, const Tensor& lut, double bmin, double inv_h,
                                          const Tensor& y_j, int64_t T_, double beta, double crra,
                                          double c_min, double bond_supply, bool partial, bool evolve_g,
-                                         bool record) {
+                                         bool record, const Tensor& d_hist) {
   const int64_t nz = B.size(0), nr = B.size(1), J = B.size(2), N = g0.size(0);
   const int64_t ny = P_y.size(0), nb = J / ny;
   auto opts = g0.options();
   Tensor g_out = g0.clone();
-  Tensor d_hist = at::empty({T_, N, J}, opts);
+  check_history(d_hist, T_, N, J, g0);
   Tensor obj = at::zeros({N}, opts);
   Tensor lo_r = at::empty({T_, N}, s_path.options());
   Tensor zi_t = at::empty({T_, N}, s_path.options());
@@ -327,6 +419,18 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
   T* resp = resid.data_ptr<T>();
   T* recp = rec.data_ptr<T>();
   const T cmin = static_cast<T>(c_min);
+  // partial equilibrium without the population histogram: the rate is a node of the chain, so the
+  // action row is one of nr node rows (NodeRows)
+  const bool node_rows = partial && !evolve_g;
+  NodeRows<T> rows(node_rows ? nr : 0, J, false);
+  if (node_rows) {
+    for (int64_t s = 0; s < nr; ++s) {
+      const int64_t lr = std::min<int64_t>(s, nr - 2);
+      const T w = s == nr - 1 ? T(1) : T(0);
+      const T r = rg[lr] * (T(1) - w) + rg[lr + 1] * w;
+      rows.build(s, Bp + lr * J, Bp + (lr + 1) * J, w, T(1) / (T(1) + r), cashp, loc, crra, cmin);
+    }
+  }
   parallel_paths(N, [&](int64_t n0, int64_t n1) {
     std::vector<T> d(J), tg(J), td(J), bn(J), c(J), u(J), wb(J);
     std::vector<int32_t> lo(J);
@@ -346,7 +450,7 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
         } else {
           zi = s;
           const T* Bz = Bp + zi * nr * J;
-          for (int64_t k = 0; k < nr; ++k) S[k] = dot_fast<T>(Bz + k * J, g, J);
+          screen_all<T>(Bz, nr, g, J, S.data());
           bracket(S.data(), nr, bond_supply, lr, wr);
           // exact schedule at the bracketing nodes, then the same interpolation rule
           S[lr] = dot<T>(Bz + lr * J, g, J);
@@ -361,6 +465,15 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
         wp[t * N + n] = w;
         rp[t * N + n] = r;
         std::memcpy(dh + (t * N + n) * J, d.data(), J * sizeof(T));
+        if (node_rows) {
+          total += disc * dot<T>(d.data(), &rows.u[s * J], J);
+          disc *= beta;
+          std::fill(td.begin(), td.end(), T(0));
+          scatter_row<T>(d.data(), &rows.lo[s * J], &rows.wb[s * J], nb, ny, td.data());
+          resp[t * N + n] = T(0);
+          mix_forward<T>(td.data(), P, nb, ny, d.data());
+          continue;
+        }
         const T* B0 = Bp + (zi * nr + lr) * J;
         const T* B1 = B0 + J;
         const T* cz = cashp + zi * J;
@@ -412,8 +525,6 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
   const int64_t nz = B.size(0), nr = B.size(1), J = B.size(2);
   const int64_t T_ = d_hist.size(0), N = d_hist.size(1);
   const int64_t ny = P_y.size(0), nb = J / ny;
-  const int64_t nthreads = at::get_num_threads();
-  Tensor acc = at::zeros({nthreads, nz * nr * J}, B.options());
   const T* Bp = B.data_ptr<T>();
   const T* cashp = cash.data_ptr<T>();
   const T* dh = d_hist.data_ptr<T>();
@@ -423,15 +534,27 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
   const T* rp = r_t.data_ptr<T>();
   const T* P = P_y.data_ptr<T>();
   const T* go = gobj.data_ptr<T>();
-  T* accp = acc.data_ptr<T>();
   const Locator<T> loc = make_locator<T>(b_grid, lut, bmin, inv_h);
   const T cmin = static_cast<T>(c_min);
   std::vector<double> disc(T_);
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
   std::vector<int32_t> yidx(J);
   for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
-  parallel_paths(N, [&](int64_t n0, int64_t n1) {
-    T* grad = accp + at::get_thread_num() * nz * nr * J;
+  // every price on a node (partial equilibrium): node rows keyed by z node and rate node
+  bool on_nodes = true;
+  for (int64_t i = 0; i < T_ * N && on_nodes; ++i) on_nodes = wp[i] == T(0) || wp[i] == T(1);
+  NodeRows<T> rows(on_nodes ? nz * nr : 0, J, true);
+  if (on_nodes) {
+    for (int64_t i = 0; i < T_ * N; ++i) {
+      const int64_t s = lop[i] + (wp[i] == T(1) ? 1 : 0), k = zip[i] * nr + s;
+      if (rows.built[k]) continue;
+      const int64_t lr = std::min<int64_t>(s, nr - 2);
+      const T w = s == nr - 1 ? T(1) : T(0);
+      const T* B0 = Bp + (zip[i] * nr + lr) * J;
+      rows.build(k, B0, B0 + J, w, T(1) / (T(1) + rp[i]), cashp + zip[i] * J, loc, crra, cmin);
+    }
+  }
+  Tensor grad_table = blocked_gradient<T>(N, nz * nr * J, B.options(), [&](T* grad, int64_t n0, int64_t n1) {
     std::vector<T> lam(J), lam_new(J), V(J), bn(J), c(J), u(J), mu(J), wb(J), dw(J);
     std::vector<int32_t> lo(J);
     const int32_t* yi = yidx.data();
@@ -444,6 +567,23 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
         const T q = T(1) / (T(1) + r);
         const T bt = static_cast<T>(disc[t] * static_cast<double>(go[n]));
         mix_backward<T>(lam.data(), P, nb, ny, V.data());
+        if (on_nodes) {
+          const int64_t k = zi * nr + lr + (w == T(1) ? 1 : 0);
+          const T *ur = &rows.u[k * J], *mur = &rows.mu[k * J], *wr = &rows.wb[k * J], *dwr = &rows.dw[k * J];
+          const int32_t* lor = &rows.lo[k * J];
+          const T* d = dh + (t * N + n) * J;
+          T* G = grad + k * J;
+          T *Vp = V.data(), *ln = lam_new.data();
+#pragma omp simd
+          for (int64_t j = 0; j < J; ++j) {
+            const int32_t i0 = lor[j] * ny32 + yi[j];
+            const T v0 = Vp[i0], v1 = Vp[i0 + ny32];
+            ln[j] = bt * ur[j] + (T(1) - wr[j]) * v0 + wr[j] * v1;
+            G[j] += d[j] * (-bt * mur[j] * q + (v1 - v0) * dwr[j]);
+          }
+          std::swap(lam, lam_new);
+          continue;
+        }
         const T* B0 = Bp + (zi * nr + lr) * J;
         const T* B1 = B0 + J;
         T* G0 = grad + (zi * nr + lr) * J;
@@ -473,7 +613,7 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
       }
     }
   });
-  return acc.sum(0).view({nz, nr, J});
+  return grad_table.view({nz, nr, J});
 }
 
 // ------------------------------------------------------------------------------------ Krusell-Smith
@@ -485,12 +625,13 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
                                     const Tensor& P_y, const Tensor& b_grid, const Tensor& lut, double bmin,
                                     double inv_h, int64_t T_, double beta, double crra, double c_min,
                                     double borrowing_limit, double alpha, double delta, double r_min,
-                                    double dr, double w_min, double dw_step, bool record) {
+                                    double dr, double w_min, double dw_step, bool record,
+                                    const Tensor& d_hist) {
   const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2), N = g0.size(0);
   const int64_t ny = P_y.size(0), nb = J / ny;
   auto opts = g0.options();
   Tensor g_out = g0.clone();
-  Tensor d_hist = at::empty({T_, N, J}, opts);
+  check_history(d_hist, T_, N, J, g0);
   Tensor obj = at::zeros({N}, opts);
   Tensor r_t = at::empty({T_, N}, opts), w_t = at::empty({T_, N}, opts);
   Tensor resid = at::zeros({T_, N}, opts);
@@ -586,8 +727,6 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
   const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2);
   const int64_t T_ = d_hist.size(0), N = d_hist.size(1);
   const int64_t ny = P_y.size(0), nb = J / ny;
-  const int64_t nthreads = at::get_num_threads();
-  Tensor acc = at::zeros({nthreads, nw * nr * J}, share.options());
   const T* sh = share.data_ptr<T>();
   const T* bj = b_j.data_ptr<T>();
   const T* yj = y_j.data_ptr<T>();
@@ -596,15 +735,13 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
   const T* wpp = w_t.data_ptr<T>();
   const T* P = P_y.data_ptr<T>();
   const T* go = gobj.data_ptr<T>();
-  T* accp = acc.data_ptr<T>();
   const Locator<T> loc = make_locator<T>(b_grid, lut, bmin, inv_h);
   const T cmin = static_cast<T>(c_min), bl = static_cast<T>(borrowing_limit);
   std::vector<double> disc(T_);
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
   std::vector<int32_t> yidx(J);
   for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
-  parallel_paths(N, [&](int64_t n0, int64_t n1) {
-    T* grad = accp + at::get_thread_num() * nw * nr * J;
+  Tensor grad_table = blocked_gradient<T>(N, nw * nr * J, share.options(), [&](T* grad, int64_t n0, int64_t n1) {
     std::vector<T> lam(J), lam_new(J), V(J), kn(J), c(J), dc(J), u(J), mu(J), wb(J), dwv(J);
     std::vector<int32_t> lo(J);
     const int32_t* yi = yidx.data();
@@ -663,7 +800,7 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
       }
     }
   });
-  return acc.sum(0).view({nw, nr, J});
+  return grad_table.view({nw, nr, J});
 }
 
 void check_cpu(const std::vector<Tensor>& ts) {
@@ -839,12 +976,13 @@ std::vector<Tensor> hank_households_impl(const Tensor& share, const Tensor& hour
 std::vector<Tensor> huggett_forward(Tensor B, Tensor cash, Tensor r_grid, Tensor s_path, Tensor g0,
                                     Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h,
                                     Tensor y_j, int64_t T_, double beta, double crra, double c_min,
-                                    double bond_supply, bool partial, bool evolve_g, bool record) {
+                                    double bond_supply, bool partial, bool evolve_g, bool record,
+                                    Tensor d_hist) {
   check_cpu({B, cash, r_grid, s_path, g0, P_y, b_grid, lut, y_j});
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(B.scalar_type(), "huggett_forward", [&] {
     out = huggett_forward_impl<scalar_t>(B, cash, r_grid, s_path, g0, P_y, b_grid, lut, bmin, inv_h, y_j, T_,
-                                         beta, crra, c_min, bond_supply, partial, evolve_g, record);
+                                         beta, crra, c_min, bond_supply, partial, evolve_g, record, d_hist);
   });
   return out;
 }
@@ -864,12 +1002,14 @@ Tensor huggett_backward(Tensor gobj, Tensor B, Tensor cash, Tensor d_hist, Tenso
 std::vector<Tensor> ks_forward(Tensor share, Tensor b_j, Tensor y_j, Tensor z_grid, Tensor s_path, Tensor g0,
                                Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h, int64_t T_,
                                double beta, double crra, double c_min, double borrowing_limit, double alpha,
-                               double delta, double r_min, double dr, double w_min, double dw_step, bool record) {
+                               double delta, double r_min, double dr, double w_min, double dw_step, bool record,
+                               Tensor d_hist) {
   check_cpu({share, b_j, y_j, z_grid, s_path, g0, P_y, b_grid, lut});
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "ks_forward", [&] {
     out = ks_forward_impl<scalar_t>(share, b_j, y_j, z_grid, s_path, g0, P_y, b_grid, lut, bmin, inv_h, T_, beta,
-                                    crra, c_min, borrowing_limit, alpha, delta, r_min, dr, w_min, dw_step, record);
+                                    crra, c_min, borrowing_limit, alpha, delta, r_min, dr, w_min, dw_step, record,
+                                    d_hist);
   });
   return out;
 }

@@ -185,7 +185,7 @@ class Huggett(HouseholdModel):
             return dict(zip(names, mod.huggett_forward(
                 B, self.cash.contiguous(), self.r_grid.contiguous(), s_path, g0, *consts,
                 self.y_j.contiguous(), T, cal.beta, cal.crra, cal.c_min, cal.bond_supply, self.partial,
-                evolve_g, record)))
+                evolve_g, record, fused.HISTORY.take((T, g0.shape[0], g0.shape[1]), g0.dtype))))
 
         def bwd(grad_obj, B, res):
             return mod.huggett_backward(grad_obj, B, self.cash.contiguous(), res["d_hist"], res["zi"],

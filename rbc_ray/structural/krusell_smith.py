@@ -156,7 +156,8 @@ class KrusellSmith(HouseholdModel):
             names = ("obj", "g", "d_hist", "r", "w", "resid", "rec")
             return dict(zip(names, mod.ks_forward(
                 S, *vecs, self.z_grid.contiguous(), s_path, g0, *grid, T, cal.beta, cal.crra, cal.c_min,
-                cal.borrowing_limit, cal.alpha, cal.delta, *prices, record)))
+                cal.borrowing_limit, cal.alpha, cal.delta, *prices, record,
+                fused.HISTORY.take((T, g0.shape[0], g0.shape[1]), g0.dtype))))
 
         def bwd(grad_obj, S, res):
             return mod.ks_backward(grad_obj, S, *vecs, res["d_hist"], res["r"], res["w"], *grid, cal.beta,
