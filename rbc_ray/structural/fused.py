@@ -137,6 +137,13 @@ class _Rollout(torch.autograd.Function):
 def rollout(table: torch.Tensor, forward_fn, backward_fn) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(obj [N], side outputs) with obj differentiable in `table` when it requires grad."""
     out: dict[str, torch.Tensor] = {}
+    if not (torch.is_grad_enabled() and table.requires_grad):  # no backward will read the history
+        res = forward_fn(table.detach().contiguous())
+        history = res.pop("d_hist", None)
+        if history is not None:
+            HISTORY.give_back(history)
+        out.update(res)
+        return res["obj"], out
     obj = _Rollout.apply(table, forward_fn, backward_fn, out)
     return obj, out
 

@@ -196,3 +196,22 @@ def test_fused_gradient_same_bits_on_any_thread_count(model):
     one, two, again = grad(1), grad(2), grad(2)
     assert float(one.abs().max()) > 0
     assert torch.equal(one, two) and torch.equal(two, again)
+
+
+def test_history_buffer_is_reused_between_rollouts():
+    """The [T, N, J] d-history buffer comes back to the pool after backward (and at once when no
+    backward will read it), and the next rollout of the same size writes into the same memory."""
+    cal = calibration("huggett-pe", {**SIZES["huggett-pe"], "n_paths": 6, "e_trunc": 0.05, "kernel": "fused"},
+                      smoke=True)
+    m = build("huggett-pe", cal)
+    state = m.initial_state()
+    shocks = m.draw_shocks(state, torch.Generator().manual_seed(3))
+    shape = (m.T, 6, m.b_grid.numel() * cal.n_y)
+    fused.HISTORY._free.clear()
+    objective, _, _ = m.rollout(state, shocks, record=False)
+    assert not fused.HISTORY._free  # in use until backward has read it
+    objective.backward()
+    first = fused.HISTORY._free[(shape, torch.float32)].data_ptr()
+    with torch.no_grad():
+        m.rollout(state, shocks, record=True)
+    assert fused.HISTORY._free[(shape, torch.float32)].data_ptr() == first
