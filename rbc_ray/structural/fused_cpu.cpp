@@ -345,6 +345,13 @@ inline void check_history(const Tensor& d_hist, int64_t T_, int64_t N, int64_t J
               "d_hist must be a contiguous CPU tensor [T, N, J] of the histogram's dtype");
 }
 
+// Rate node s of the partial-equilibrium chain as a bracket of the rate grid: lr = the segment's
+// lower node, w = the weight on lr + 1 (the last node is the top of the last segment).
+inline void node_bracket(int64_t s, int64_t nr, int64_t& lr, double& w) {
+  lr = std::min<int64_t>(s, nr - 2);
+  w = s == nr - 1 ? 1.0 : 0.0;
+}
+
 // When every period's price sits exactly on a grid node (partial-equilibrium Huggett: the rate is
 // the exogenous chain's node), the action row is one of nz * nr node rows, the same for every path
 // and period. Their utility, marginal utility and lottery are then computed once per call instead of
@@ -425,8 +432,10 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
   NodeRows<T> rows(node_rows ? nr : 0, J, false);
   if (node_rows) {
     for (int64_t s = 0; s < nr; ++s) {
-      const int64_t lr = std::min<int64_t>(s, nr - 2);
-      const T w = s == nr - 1 ? T(1) : T(0);
+      int64_t lr;
+      double wd;
+      node_bracket(s, nr, lr, wd);
+      const T w = static_cast<T>(wd);
       const T r = rg[lr] * (T(1) - w) + rg[lr + 1] * w;
       rows.build(s, Bp + lr * J, Bp + (lr + 1) * J, w, T(1) / (T(1) + r), cashp, loc, crra, cmin);
     }
@@ -445,8 +454,7 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
         double wr;
         if (partial) {
           zi = 0;
-          lr = std::min<int64_t>(s, nr - 2);
-          wr = s == nr - 1 ? 1.0 : 0.0;
+          node_bracket(s, nr, lr, wr);
         } else {
           zi = s;
           const T* Bz = Bp + zi * nr * J;
@@ -548,8 +556,10 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
     for (int64_t i = 0; i < T_ * N; ++i) {
       const int64_t s = lop[i] + (wp[i] == T(1) ? 1 : 0), k = zip[i] * nr + s;
       if (rows.built[k]) continue;
-      const int64_t lr = std::min<int64_t>(s, nr - 2);
-      const T w = s == nr - 1 ? T(1) : T(0);
+      int64_t lr;
+      double wd;
+      node_bracket(s, nr, lr, wd);
+      const T w = static_cast<T>(wd);
       const T* B0 = Bp + (zip[i] * nr + lr) * J;
       rows.build(k, B0, B0 + J, w, T(1) / (T(1) + rp[i]), cashp + zip[i] * J, loc, crra, cmin);
     }
