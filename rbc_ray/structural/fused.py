@@ -1,7 +1,6 @@
-"""Fused CPU rollouts for Huggett and Krusell-Smith, and HANK's clearing schedule (fused_cpu.cpp), built on
-first use.
+"""Fused CPU rollouts for Huggett, Krusell-Smith and HANK's households (fused_cpu.cpp), built on first use.
 
-The torch rollouts in huggett.py and krusell_smith.py are the definition and the GPU path. On a
+The torch rollouts in huggett.py, krusell_smith.py and hank.py are the definition and the GPU path. On a
 2-core CPU they are dispatch- and memory-bound (every period is ~100 small ops, each a fresh
 [N, J] allocation), so on CPU the models run the same maths as one C++ pass per simulated path:
 each path is its own economy (histogram, clearing price), so a thread carries it through all T

@@ -2,8 +2,9 @@
 //
 // Same maths and order of events as the torch rollouts in huggett.py and krusell_smith.py, which stay
 // the definition (and the GPU path); tests hold the objective and its gradient to torch autograd.
-// For HANK the clearing schedule and the households' period step (with its adjoint) are here;
-// the rest of its rollout (lottery, histograms, firm) stays in torch.
+// For HANK the households' whole rollout is here (hank_forward / hank_backward, period-major, see
+// there), and the clearing schedule and period step that `HANK.equilibrium` uses for Euler errors;
+// the firm's profit stays in torch.
 // Why it exists: on a 2-core CPU a torch period is ~100 small ops over [N, J] tensors, each a fresh
 // allocation and a memory pass. Here every path is an independent economy (its own histogram, its
 // own clearing price), so one thread runs a path through all T periods with g, d and the Young
@@ -26,6 +27,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -981,6 +984,513 @@ std::vector<Tensor> hank_households_impl(const Tensor& share, const Tensor& hour
   return {gS_t, gH_t};
 }
 
+// log for the utility rows. float: Cephes' logf (frexp by bit operations, a degree-8 polynomial on
+// [sqrt(1/2) - 1, sqrt(2) - 1], within about 1 ulp for positive normal x), which vectorises where glibc's
+// scalar logf was a sixth of HANK's forward pass; double: std::log (the tests' torch-equal path).
+template <typename T>
+inline T log_row_value(T x) {
+  if constexpr (std::is_same_v<T, double>) {
+    return std::log(x);
+  } else {
+    uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    float e = static_cast<float>(static_cast<int32_t>((bits >> 23) & 0xffu) - 126);
+    bits = (bits & 0x807fffffu) | 0x3f000000u;  // mantissa in [0.5, 1)
+    float m;
+    std::memcpy(&m, &bits, sizeof m);
+    const bool small = m < 0.707106781186547524f;
+    e = small ? e - 1.0f : e;
+    const float f = small ? m + m - 1.0f : m - 1.0f;
+    const float z = f * f;
+    float y = 7.0376836292E-2f;
+    y = y * f - 1.1514610310E-1f;
+    y = y * f + 1.1676998740E-1f;
+    y = y * f - 1.2420140846E-1f;
+    y = y * f + 1.4249322787E-1f;
+    y = y * f - 1.6668057665E-1f;
+    y = y * f + 2.0000714765E-1f;
+    y = y * f - 2.4999993993E-1f;
+    y = y * f + 3.3333331174E-1f;
+    y = y * f * z;
+    y += -2.12194440E-4f * e;
+    y += -0.5f * z;
+    return f + y + 0.693359375f * e;
+  }
+}
+
+// HANK's period utility u = log max(c, c_min) - n^k / k per state, and (WithMu) u_c (zero below
+// c_min, clamp's gradient) and u_n = -n^(k-1). k = 1 + 1/frisch; the spec's Frisch 1 (k = 2) squares.
+template <typename T, bool WithMu>
+inline void hank_utility_row(const T* __restrict c, const T* __restrict n, int64_t J, T cmin, double k,
+                             T* __restrict u, T* __restrict uc, T* __restrict un) {
+  const T kk = static_cast<T>(k);
+  if (k == 2.0) {
+#pragma omp simd
+    for (int64_t j = 0; j < J; ++j) {
+      u[j] = log_row_value<T>(std::max(c[j], cmin)) - n[j] * n[j] / kk;
+      if constexpr (WithMu) {
+        uc[j] = c[j] >= cmin ? T(1) / c[j] : T(0);
+        un[j] = -n[j];
+      }
+    }
+    return;
+  }
+  for (int64_t j = 0; j < J; ++j) {
+    u[j] = log_row_value<T>(std::max(c[j], cmin)) - std::pow(n[j], kk) / kk;
+    if constexpr (WithMu) {
+      uc[j] = c[j] >= cmin ? T(1) / c[j] : T(0);
+      un[j] = -std::pow(n[j], kk - T(1));
+    }
+  }
+}
+
+// The adjoint of one wage node's household step (hank_households' rule): from the gradients of
+// consumption g_cm (less savings'), of cash g_cash0 and hours g_n0 at the node, the gradients of the
+// interpolated share (g_s) and hours (g_n). min and max split ties evenly; the clamp passes s cash >= c_min.
+template <typename T>
+inline void hank_node_adjoint(T sv, T cash, T cmin, T blim, T y, T w, T g_cm, T g_cash0, T g_n0, T& g_s, T& g_n) {
+  const T raw = sv * cash, c1 = std::max(raw, cmin), cap = cash - blim;
+  const bool lt = c1 < cap, gt = cap < c1;
+  const T half = g_cm * T(0.5);
+  const T g_c1 = lt ? g_cm : (gt ? T(0) : half);
+  T g_cash = g_cash0 + (lt ? T(0) : (gt ? g_cm : half));
+  const T g_raw = raw >= cmin ? g_c1 : T(0);
+  g_s = g_raw * cash;
+  g_cash += g_raw * sv;
+  g_n = g_n0 + g_cash * y * w;
+}
+
+// ------------------------------------------------------------------------------------------- HANK
+// The whole HANK household rollout (hank.py's torch rollout is the definition), period-major: at
+// each period the paths are grouped by exogenous state s = (z node, m node). Within a group every
+// wage node k has the same inflation Pi[k, z], real rate r_k and r bracket, so the households'
+// interpolated share and hours rows at each node are built once per call and state (HankRows) and
+// stay in cache for the group's paths. The clearing schedule is then three dot products with g per node,
+//   L_k = (H y) . g,   C_k = A_k . g + tau_k B_k . g,
+// because c_j = min(max(s_j cash_j, c_min), cash_j - b_min), cash_j = R b_j + y_j (w n_j + tau), is
+// affine in tau, A_kj + B_kj tau, on an interval around tau = 0 (the piece there: s cash, c_min, or the
+// borrowing cap) whose intersection over states is [tau_lo, tau_hi]; outside it, the exact clamped sum
+// as torch. Nodes are evaluated from the lowest wage up to the first upward crossing (the bracket
+// market.bracket picks). The firm's profit (one number per path and period) stays in torch: it needs
+// only the bracket (lo, om) this returns.
+template <typename T>
+struct HankRows {
+  int64_t nw = 0, nr = 0, J = 0;
+  std::vector<T> S, H, A, By, Hy, pi, r, cost, a_r, tau_lo, tau_hi;
+  std::vector<int64_t> lo_r;
+  HankRows(int64_t nw_, int64_t nr_, int64_t J_)
+      : nw(nw_), nr(nr_), J(J_), S(nw_ * J_), H(nw_ * J_), A(nw_ * J_), By(nw_ * J_), Hy(nw_ * J_), pi(nw_),
+        r(nw_), cost(nw_), a_r(nw_), tau_lo(nw_), tau_hi(nw_), lo_r(nw_) {}
+};
+
+// r at wage node k from the firm's inflation (Taylor rule and Fisher equation, as hank.py), and its
+// bracket on the uniform r grid (krusell_smith.uniform_bracket).
+template <typename T>
+inline T hank_rate(T pi, T m, double R_bar, double phi_pi) {
+  return static_cast<T>(R_bar) * std::pow(T(1) + pi, static_cast<T>(phi_pi - 1)) * m - T(1);
+}
+
+template <typename T>
+inline void uniform_bracket(T x, double x_min, double step, int64_t n, int64_t& lo, T& a) {
+  T pos = (x - static_cast<T>(x_min)) / static_cast<T>(step);
+  pos = pos < T(0) ? T(0) : (pos > T(n - 1) ? T(n - 1) : pos);
+  lo = std::min<int64_t>(static_cast<int64_t>(pos), n - 2);
+  a = pos - T(lo);
+}
+
+// market.bracket for one path: the first upward crossing of 0 by ex[0..K), else the end segment
+// nearest it; the weight on lo + 1 is clamped to [-extrapolate, 1 + extrapolate].
+template <typename T>
+inline void bracket_extrapolate(const T* ex, int64_t K, double extrapolate, int64_t& lo, T& w) {
+  int64_t n_below = 0, first = -1;
+  for (int64_t k = 0; k < K; ++k) n_below += ex[k] < T(0);
+  for (int64_t k = 0; k + 1 < K; ++k) {
+    if (ex[k] < T(0) && !(ex[k + 1] < T(0))) { first = k; break; }
+  }
+  lo = first >= 0 ? first : std::min<int64_t>(std::max<int64_t>(n_below - 1, 0), K - 2);
+  const T e_lo = ex[lo], e_hi = ex[lo + 1], denom = e_hi - e_lo;
+  w = denom != T(0) ? -e_lo / denom : T(0);
+  if (n_below == K) w = std::max(w, T(1));
+  if (n_below == 0) w = std::min(w, T(0));
+  if (!std::isfinite(w)) w = T(0);
+  w = std::min(std::max(w, static_cast<T>(-extrapolate)), static_cast<T>(1.0 + extrapolate));
+}
+
+// The same weight for a segment [lo, lo + 1] that crosses 0 upwards (then no end-node rule applies).
+template <typename T>
+inline T segment_weight(T e_lo, T e_hi, double extrapolate) {
+  const T denom = e_hi - e_lo;
+  T w = denom != T(0) ? -e_lo / denom : T(0);
+  if (!std::isfinite(w)) w = T(0);
+  return std::min(std::max(w, static_cast<T>(-extrapolate)), static_cast<T>(1.0 + extrapolate));
+}
+
+struct HankConsts {
+  double beta, k_hours, c_min, blim, bond_supply, theta, R_bar, phi_pi, r_min, dr, extrapolate;
+  int64_t nz, nm;
+};
+
+// Build the rows of exogenous state s (z node s / nm, m node s % nm).
+template <typename T>
+void build_hank_rows(HankRows<T>& R, int64_t s, const T* share, const T* hours, const T* Pi, const T* m_grid,
+                     const T* w_grid, const T* b, const T* y, const HankConsts& c) {
+  const int64_t nw = R.nw, nr = R.nr, J = R.J, zi = s / c.nm;
+  const T m = m_grid[s % c.nm], cmin = static_cast<T>(c.c_min), blim = static_cast<T>(c.blim);
+  const T inf = std::numeric_limits<T>::infinity();
+  for (int64_t k = 0; k < nw; ++k) {
+    const T pi = Pi[k * c.nz + zi];
+    const T r = hank_rate<T>(pi, m, c.R_bar, c.phi_pi);
+    int64_t lr;
+    T a;
+    uniform_bracket<T>(r, c.r_min, c.dr, nr, lr, a);
+    R.pi[k] = pi;
+    R.r[k] = r;
+    R.cost[k] = T(1) - static_cast<T>(c.theta / 2) * (pi * pi);
+    R.lo_r[k] = lr;
+    R.a_r[k] = a;
+    const T* S0 = share + (k * nr + lr) * J;
+    const T* H0 = hours + (k * nr + lr) * J;
+    T *Sk = &R.S[k * J], *Hk = &R.H[k * J], *Ak = &R.A[k * J], *Bk = &R.By[k * J], *Lk = &R.Hy[k * J];
+    const T Rk = T(1) + r, wk = w_grid[k], bk = T(1) - a;
+    T lo_tau = -inf, hi_tau = inf;
+    for (int64_t j = 0; j < J; ++j) {
+      const T sv = S0[j] * bk + S0[J + j] * a, hv = H0[j] * bk + H0[J + j] * a;
+      const T ap = Rk * b[j] + y[j] * (wk * hv), yv = y[j];  // cash = ap + y tau
+      Sk[j] = sv;
+      Hk[j] = hv;
+      Lk[j] = hv * yv;
+      // c = min(max(s cash, c_min), cash - b_min) is affine in cash x = ap + y tau on an interval: take
+      // the piece at tau = 0 (c = s x, c_min, or the cap x - b_min) and where its conditions p x + q >= 0 hold
+      T A, B, xl = -inf, xh = inf;
+      auto keep = [&](T p, T q) {  // intersect [xl, xh] with {x : p x + q >= 0}
+        if (p > T(0)) xl = std::max(xl, -q / p);
+        else if (p < T(0)) xh = std::min(xh, -q / p);
+        else if (!(q >= T(0))) xh = -inf;  // never (also NaN)
+      };
+      const T x0 = ap, raw0 = sv * x0, c1 = std::max(raw0, cmin);
+      if (c1 < x0 - blim) {
+        if (raw0 >= cmin) {  // c = s x
+          A = sv * ap;
+          B = sv * yv;
+          keep(sv, -cmin);
+          keep(T(1) - sv, -blim);
+        } else {  // c = c_min
+          A = cmin;
+          B = T(0);
+          keep(-sv, cmin);
+          keep(T(1), -blim - cmin);
+        }
+      } else {  // c = x - b_min, the cap
+        A = ap - blim;
+        B = yv;
+        if (raw0 >= x0 - blim) keep(sv - T(1), blim);
+        else keep(T(-1), cmin + blim);
+      }
+      if (!(sv == sv)) xh = -inf;
+      Ak[j] = A;
+      Bk[j] = B;
+      lo_tau = std::max(lo_tau, (xl - ap) / yv);
+      hi_tau = std::min(hi_tau, (xh - ap) / yv);
+    }
+    // a relative margin so that rounding in the threshold never admits a binding clamp
+    const T eps = T(64) * std::numeric_limits<T>::epsilon();
+    R.tau_lo[k] = std::isfinite(lo_tau) ? lo_tau + (std::fabs(lo_tau) + T(1)) * eps : lo_tau;
+    R.tau_hi[k] = std::isfinite(hi_tau) ? hi_tau - (std::fabs(hi_tau) + T(1)) * eps : hi_tau;
+  }
+}
+
+// Returns the households' objective [N] (sum_t beta^t d_t . u_t), g_T, d_hist, the bracket's lower
+// wage node lo [T, N] (long) and rec [16, T, N]: om, r, w, pi, z, L, C, Y, B, bond gap, labour gap,
+// mass at the borrowing limit, then r and tau at nodes lo and lo + 1 (what the adjoint recomputes from).
+template <typename T>
+std::vector<Tensor> hank_forward_impl(const Tensor& share, const Tensor& hours, const Tensor& Pi, const Tensor& m_grid,
+                                      const Tensor& z_grid, const Tensor& w_grid, const Tensor& b_j, const Tensor& y_j,
+                                      const Tensor& s_path, const Tensor& g0, const Tensor& P_y, const Tensor& b_grid,
+                                      const Tensor& lut, double bmin, double inv_h, int64_t T_, const HankConsts& c,
+                                      const Tensor& d_hist) {
+  const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2), N = g0.size(0);
+  const int64_t ny = P_y.size(0), nb = J / ny, nexo = c.nz * c.nm;
+  TORCH_CHECK(hours.sizes() == share.sizes(), "hank_forward: hours and share tables differ in shape");
+  TORCH_CHECK(Pi.size(0) == nw && Pi.size(1) == c.nz, "hank_forward: Pi must be [n_w, n_z]");
+  auto opts = g0.options();
+  Tensor g_out = g0.clone();
+  check_history(d_hist, T_, N, J, g0);
+  Tensor obj = at::zeros({N}, opts);
+  Tensor lo_t = at::empty({T_, N}, s_path.options());
+  // per period and path: om, r, w, pi, z, L, C, Y, B, bond gap, labour gap, at_limit, r2 x2, tau2 x2
+  constexpr int64_t kRec = 16;
+  Tensor rec = at::empty({kRec, T_, N}, opts);
+  const T *sh = share.data_ptr<T>(), *hr = hours.data_ptr<T>(), *pip = Pi.data_ptr<T>(), *mg = m_grid.data_ptr<T>(),
+          *zg = z_grid.data_ptr<T>(), *wg = w_grid.data_ptr<T>(), *bj_ = b_j.data_ptr<T>(), *yj_ = y_j.data_ptr<T>(),
+          *P = P_y.data_ptr<T>();
+  const int64_t* sp = s_path.data_ptr<int64_t>();
+  for (int64_t i = 0; i < T_ * N; ++i) {
+    TORCH_CHECK(sp[i] >= 0 && sp[i] < nexo, "hank_forward: exogenous state ", sp[i], " out of range");
+  }
+  const Locator<T> loc = make_locator<T>(b_grid, lut, bmin, inv_h);
+  T* gp = g_out.data_ptr<T>();
+  T* dh = d_hist.data_ptr<T>();
+  T* objp = obj.data_ptr<T>();
+  int64_t* lop = lo_t.data_ptr<int64_t>();
+  T* rp = rec.data_ptr<T>();
+  auto R_ = [&](int64_t field, int64_t t, int64_t n) -> T& { return rp[(field * T_ + t) * N + n]; };
+  const T cmin_ = static_cast<T>(c.c_min), blim_ = static_cast<T>(c.blim), Bs_ = static_cast<T>(c.bond_supply);
+  std::vector<double> total(N, 0.0);
+  for (int64_t n = 0; n < N; ++n) std::fill(dh + n * J, dh + (n + 1) * J, T(1) / T(J));
+  const int64_t nthreads = std::max<int64_t>(1, at::get_num_threads());
+  // the rows of every exogenous state the paths visit, built once per call
+  std::vector<std::unique_ptr<HankRows<T>>> rows(nexo);
+  std::vector<int64_t> visited;
+  {
+    std::vector<char> seen(nexo, 0);
+    for (int64_t i = 0; i < T_ * N; ++i) seen[sp[i]] = 1;
+    for (int64_t e = 0; e < nexo; ++e)
+      if (seen[e]) {
+        visited.push_back(e);
+        rows[e] = std::make_unique<HankRows<T>>(nw, nr, J);
+      }
+  }
+  parallel_paths(static_cast<int64_t>(visited.size()), [&](int64_t i, int64_t) {
+    build_hank_rows<T>(*rows[visited[i]], visited[i], sh, hr, pip, mg, wg, bj_, yj_, c);
+  });
+  std::vector<int64_t> order(N), start(nexo + 1);
+  std::vector<std::pair<int64_t, int64_t>> items;  // [begin, end) in order, one exogenous state each
+  constexpr int64_t kChunk = 8;
+  double disc = 1.0;
+  for (int64_t t = 0; t < T_; ++t) {
+    // group the paths by exogenous state (counting sort), cut into chunks
+    std::fill(start.begin(), start.end(), 0);
+    for (int64_t n = 0; n < N; ++n) ++start[sp[t * N + n] + 1];
+    for (int64_t e = 0; e < nexo; ++e) start[e + 1] += start[e];
+    {
+      std::vector<int64_t> pos(start.begin(), start.end() - 1);
+      for (int64_t n = 0; n < N; ++n) order[pos[sp[t * N + n]]++] = n;
+    }
+    items.clear();
+    for (int64_t e = 0; e < nexo; ++e)
+      for (int64_t i = start[e]; i < start[e + 1]; i += kChunk) items.emplace_back(i, std::min(i + kChunk, start[e + 1]));
+    const int64_t nitems = static_cast<int64_t>(items.size());
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, std::min(nthreads, nitems), 1, [&](int64_t, int64_t) {
+      FlushDenormals ftz;
+      // local copies: loads through the closure inside the loops kept them from vectorising
+      const T* __restrict bj = bj_;
+      const T* __restrict yj = yj_;
+      const T cmin = cmin_, blim = blim_, Bs = Bs_;
+      std::vector<T> ex(nw), tau(nw), cv(J), hv(J), bn(J), u(J), wb(J), td(J), tg(J);
+      std::vector<int32_t> lob(J);
+      for (;;) {
+        const int64_t it = next.fetch_add(1);
+        if (it >= nitems) break;
+        const int64_t s = sp[t * N + order[items[it].first]];
+        const HankRows<T>& Rw = *rows[s];
+        const T z = zg[s / c.nm];
+        for (int64_t i = items[it].first; i < items[it].second; ++i) {
+          const int64_t n = order[i];
+          T* g = gp + n * J;
+          T* d = dh + (t * N + n) * J;
+          T debt = T(0), yg_sum = T(0);
+#pragma omp simd reduction(+ : debt, yg_sum)
+          for (int64_t j = 0; j < J; ++j) {
+            debt += bj[j] * g[j];
+            yg_sum += yj[j] * g[j];
+          }
+          // the schedule node by node from the lowest wage, stopping at the first upward crossing
+          // (the bracket market.bracket picks); only without a crossing are all nodes needed
+          auto node = [&](int64_t k) {
+            const T *Ak = &Rw.A[k * J], *Bk = &Rw.By[k * J], *Lk = &Rw.Hy[k * J];
+            T l = T(0), a = T(0), bsum = T(0);
+#pragma omp simd reduction(+ : l, a, bsum)
+            for (int64_t j = 0; j < J; ++j) {
+              l += Lk[j] * g[j];
+              a += Ak[j] * g[j];
+              bsum += Bk[j] * g[j];
+            }
+            const T rk = Rw.r[k], wk = wg[k];
+            const T tk = (l * (z * Rw.cost[k] - wk) - rk * debt - (debt - Bs)) / yg_sum;
+            T Ck;
+            if (tk >= Rw.tau_lo[k] && tk <= Rw.tau_hi[k]) {
+              Ck = a + tk * bsum;
+            } else {  // a clamp may bind: the exact sum
+              const T *Sk = &Rw.S[k * J], *Hk = &Rw.H[k * J];
+              const T Rk = T(1) + rk;
+              Ck = T(0);
+#pragma omp simd reduction(+ : Ck)
+              for (int64_t j = 0; j < J; ++j) {
+                const T cash = Rk * bj[j] + yj[j] * (wk * Hk[j] + tk);
+                Ck += std::min(std::max(Sk[j] * cash, cmin), cash - blim) * g[j];
+              }
+            }
+            tau[k] = tk;
+            ex[k] = z * Rw.cost[k] * l - Ck;
+          };
+          int64_t lo = -1;
+          T om;
+          for (int64_t k = 0; k < nw; ++k) {
+            node(k);
+            if (k > 0 && ex[k - 1] < T(0) && !(ex[k] < T(0))) {
+              lo = k - 1;
+              break;
+            }
+          }
+          if (lo >= 0) om = segment_weight<T>(ex[lo], ex[lo + 1], c.extrapolate);
+          else bracket_extrapolate<T>(ex.data(), nw, c.extrapolate, lo, om);
+          const T w0 = T(1) - om, w1 = om;
+          const T *S0 = &Rw.S[lo * J], *S1 = S0 + J, *H0 = &Rw.H[lo * J], *H1 = H0 + J;
+          const T R0 = T(1) + Rw.r[lo], R1 = T(1) + Rw.r[lo + 1], wa = wg[lo], wb_ = wg[lo + 1];
+          const T t0 = tau[lo], t1 = tau[lo + 1];
+          T *cp = cv.data(), *hp = hv.data(), *bp = bn.data(), *up = u.data();
+#pragma omp simd
+          for (int64_t j = 0; j < J; ++j) {
+            const T cash0 = R0 * bj[j] + yj[j] * (wa * H0[j] + t0);
+            const T cash1 = R1 * bj[j] + yj[j] * (wb_ * H1[j] + t1);
+            const T c0 = std::min(std::max(S0[j] * cash0, cmin), cash0 - blim);
+            const T c1 = std::min(std::max(S1[j] * cash1, cmin), cash1 - blim);
+            const T cc = c0 * w0 + c1 * w1, hh = H0[j] * w0 + H1[j] * w1;
+            cp[j] = cc;
+            hp[j] = hh;
+            bp[j] = (cash0 - c0) * w0 + (cash1 - c1) * w1;
+          }
+          hank_utility_row<T, false>(cp, hp, J, cmin, c.k_hours, up, nullptr, nullptr);
+          total[n] += disc * dot<T>(d, up, J);
+          T Lr = T(0), Cr = T(0), Br = T(0);
+#pragma omp simd reduction(+ : Lr, Cr, Br)
+          for (int64_t j = 0; j < J; ++j) {
+            Lr += yj[j] * hp[j] * g[j];
+            Cr += cp[j] * g[j];
+            Br += bp[j] * g[j];
+          }
+          const T pi_star = Rw.pi[lo] * w0 + Rw.pi[lo + 1] * w1;
+          lop[t * N + n] = lo;
+          R_(0, t, n) = om;
+          R_(1, t, n) = Rw.r[lo] * w0 + Rw.r[lo + 1] * w1;
+          R_(2, t, n) = wa * w0 + wb_ * w1;
+          R_(3, t, n) = pi_star;
+          R_(4, t, n) = z;
+          R_(5, t, n) = Lr;
+          R_(6, t, n) = Cr;
+          R_(7, t, n) = z * Lr;
+          R_(8, t, n) = Br;
+          R_(9, t, n) = (Br - Bs) / Bs;
+          R_(10, t, n) = (Lr - Cr / (z * (T(1) - static_cast<T>(c.theta / 2) * (pi_star * pi_star)))) / Lr;
+          T at_limit = T(0);
+          for (int64_t yy = 0; yy < ny; ++yy) at_limit += g[yy];
+          R_(11, t, n) = at_limit;
+          R_(12, t, n) = Rw.r[lo];
+          R_(13, t, n) = Rw.r[lo + 1];
+          R_(14, t, n) = t0;
+          R_(15, t, n) = t1;
+          lottery_row<T, false>(loc, bp, J, lob.data(), wb.data(), nullptr);
+          std::fill(td.begin(), td.end(), T(0));
+          std::fill(tg.begin(), tg.end(), T(0));
+          scatter2_row<T>(d, g, lob.data(), wb.data(), nb, ny, td.data(), tg.data());
+          mix_forward<T>(tg.data(), P, nb, ny, g);
+          if (t + 1 < T_) mix_forward<T>(td.data(), P, nb, ny, dh + ((t + 1) * N + n) * J);
+        }
+      }
+    });
+    disc *= c.beta;
+  }
+  for (int64_t n = 0; n < N; ++n) objp[n] = static_cast<T>(total[n]);
+  return {obj, g_out, d_hist, lo_t, rec};
+}
+
+// Adjoint of hank_forward's household objective sum_t beta^t d_t . u_t with respect to the share and
+// hours tables ([2, n_w, n_r, J]): the backward Bellman recursion of the Huggett and Krusell-Smith
+// adjoints, with HANK._households' rule at the two wage nodes (hank_households' adjoint).
+template <typename T>
+Tensor hank_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& hours, const Tensor& w_grid,
+                          const Tensor& b_j, const Tensor& y_j, const Tensor& s_path, const Tensor& d_hist,
+                          const Tensor& lo_t, const Tensor& rec, const Tensor& P_y, const Tensor& b_grid,
+                          const Tensor& lut, double bmin, double inv_h, const HankConsts& c) {
+  const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2);
+  const int64_t T_ = d_hist.size(0), N = d_hist.size(1);
+  const int64_t ny = P_y.size(0), nb = J / ny, table = nw * nr * J;
+  const T *sh = share.data_ptr<T>(), *hr = hours.data_ptr<T>(), *wg = w_grid.data_ptr<T>(), *bj_ = b_j.data_ptr<T>(),
+          *yj_ = y_j.data_ptr<T>(), *dh = d_hist.data_ptr<T>(), *rp = rec.data_ptr<T>(), *P = P_y.data_ptr<T>(),
+          *go = gobj.data_ptr<T>();
+  const int64_t* lop = lo_t.data_ptr<int64_t>();
+  const Locator<T> loc = make_locator<T>(b_grid, lut, bmin, inv_h);
+  const T cmin_ = static_cast<T>(c.c_min), blim_ = static_cast<T>(c.blim);
+  auto R_ = [&](int64_t field, int64_t t, int64_t n) { return rp[(field * T_ + t) * N + n]; };
+  std::vector<double> disc(T_);
+  for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(c.beta, static_cast<double>(t));
+  std::vector<int32_t> yidx(J);
+  for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
+  Tensor grad = blocked_gradient<T>(N, 2 * table, share.options(), [&](T* G, int64_t n0, int64_t n1) {
+    // local copies: loads through the closure inside the loops kept them from vectorising
+    const T* __restrict bj = bj_;
+    const T* __restrict yj = yj_;
+    const T cmin = cmin_, blim = blim_;
+    std::vector<T> lam(J), lam_new(J), V(J), cv(J), hv(J), bn(J), wb(J), dw(J), uv(J), ucv(J), unv(J);
+    std::vector<int32_t> lob(J);
+    const int32_t* yi = yidx.data();
+    const int32_t ny32 = static_cast<int32_t>(ny);
+    for (int64_t n = n0; n < n1; ++n) {
+      std::fill(lam.begin(), lam.end(), T(0));
+      for (int64_t t = T_ - 1; t >= 0; --t) {
+        const int64_t lo = lop[t * N + n];
+        const T om = R_(0, t, n), w0 = T(1) - om, w1 = om;
+        const T r0 = R_(12, t, n), r1 = R_(13, t, n), t0 = R_(14, t, n), t1 = R_(15, t, n);
+        int64_t l0, l1;
+        T a0, a1;
+        uniform_bracket<T>(r0, c.r_min, c.dr, nr, l0, a0);
+        uniform_bracket<T>(r1, c.r_min, c.dr, nr, l1, a1);
+        const int64_t o0 = (lo * nr + l0) * J, o1 = ((lo + 1) * nr + l1) * J;
+        const T *S0 = sh + o0, *S1 = sh + o1, *H0 = hr + o0, *H1 = hr + o1;
+        T *GS0 = G + o0, *GS1 = G + o1, *GH0 = G + table + o0, *GH1 = G + table + o1;
+        const T R0 = T(1) + r0, R1 = T(1) + r1, wa = wg[lo], wb_ = wg[lo + 1];
+        const T bt = static_cast<T>(disc[t] * static_cast<double>(go[n]));
+        const T* d = dh + (t * N + n) * J;
+        mix_backward<T>(lam.data(), P, nb, ny, V.data());
+        T *cp = cv.data(), *hp = hv.data(), *bp = bn.data();
+#pragma omp simd
+        for (int64_t j = 0; j < J; ++j) {
+          const T s0 = S0[j] * (T(1) - a0) + S0[J + j] * a0, h0 = H0[j] * (T(1) - a0) + H0[J + j] * a0;
+          const T s1 = S1[j] * (T(1) - a1) + S1[J + j] * a1, h1 = H1[j] * (T(1) - a1) + H1[J + j] * a1;
+          const T cash0 = R0 * bj[j] + yj[j] * (wa * h0 + t0);
+          const T cash1 = R1 * bj[j] + yj[j] * (wb_ * h1 + t1);
+          const T c0 = std::min(std::max(s0 * cash0, cmin), cash0 - blim);
+          const T c1 = std::min(std::max(s1 * cash1, cmin), cash1 - blim);
+          cp[j] = c0 * w0 + c1 * w1;
+          hp[j] = h0 * w0 + h1 * w1;
+          bp[j] = (cash0 - c0) * w0 + (cash1 - c1) * w1;
+        }
+        hank_utility_row<T, true>(cp, hp, J, cmin, c.k_hours, uv.data(), ucv.data(), unv.data());
+        lottery_row<T, true>(loc, bp, J, lob.data(), wb.data(), dw.data());
+        const T *Vp = V.data(), *wbp = wb.data(), *dwp = dw.data(), *up = uv.data(), *ucp = ucv.data(),
+                *unp = unv.data();
+        const int32_t* lb = lob.data();
+        T* ln = lam_new.data();
+#pragma omp simd
+        for (int64_t j = 0; j < J; ++j) {
+          const int32_t i0 = lb[j] * ny32 + yi[j];
+          const T v0 = Vp[i0], v1 = Vp[i0 + ny32];
+          ln[j] = bt * up[j] + (T(1) - wbp[j]) * v0 + wbp[j] * v1;
+          const T gc = d[j] * bt * ucp[j], gn = d[j] * bt * unp[j], gb = d[j] * (v1 - v0) * dwp[j];
+          const T s0 = S0[j] * (T(1) - a0) + S0[J + j] * a0, h0 = H0[j] * (T(1) - a0) + H0[J + j] * a0;
+          const T s1 = S1[j] * (T(1) - a1) + S1[J + j] * a1, h1 = H1[j] * (T(1) - a1) + H1[J + j] * a1;
+          const T cash0 = R0 * bj[j] + yj[j] * (wa * h0 + t0);
+          const T cash1 = R1 * bj[j] + yj[j] * (wb_ * h1 + t1);
+          T gs0, gn0, gs1, gn1;
+          hank_node_adjoint<T>(s0, cash0, cmin, blim, yj[j], wa, (gc - gb) * w0, gb * w0, gn * w0, gs0, gn0);
+          hank_node_adjoint<T>(s1, cash1, cmin, blim, yj[j], wb_, (gc - gb) * w1, gb * w1, gn * w1, gs1, gn1);
+          GS0[j] += gs0 * (T(1) - a0);
+          GS0[J + j] += gs0 * a0;
+          GH0[j] += gn0 * (T(1) - a0);
+          GH0[J + j] += gn0 * a0;
+          GS1[j] += gs1 * (T(1) - a1);
+          GS1[J + j] += gs1 * a1;
+          GH1[j] += gn1 * (T(1) - a1);
+          GH1[J + j] += gn1 * a1;
+        }
+        std::swap(lam, lam_new);
+      }
+    }
+  });
+  return grad.view({2, nw, nr, J});
+}
+
 }  // namespace
 
 std::vector<Tensor> huggett_forward(Tensor B, Tensor cash, Tensor r_grid, Tensor s_path, Tensor g0,
@@ -1062,11 +1572,48 @@ std::vector<Tensor> hank_households(Tensor share, Tensor hours, Tensor row, Tens
   return out;
 }
 
+HankConsts hank_consts(const std::vector<double>& v) {
+  TORCH_CHECK(v.size() == 13, "hank: 13 constants expected");
+  return HankConsts{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
+                    static_cast<int64_t>(v[11]), static_cast<int64_t>(v[12])};
+}
+
+// consts: beta, 1 + 1/frisch, c_min, borrowing_limit, bond_supply, theta, R_bar, phi_pi, r_min, dr,
+// w_extrapolate, n_z, n_m
+std::vector<Tensor> hank_forward(Tensor share, Tensor hours, Tensor Pi, Tensor m_grid, Tensor z_grid, Tensor w_grid,
+                                 Tensor b_j, Tensor y_j, Tensor s_path, Tensor g0, Tensor P_y, Tensor b_grid,
+                                 Tensor lut, double bmin, double inv_h, int64_t T_, std::vector<double> consts,
+                                 Tensor d_hist) {
+  check_cpu({share, hours, Pi, m_grid, z_grid, w_grid, b_j, y_j, s_path, g0, P_y, b_grid, lut});
+  const HankConsts c = hank_consts(consts);
+  std::vector<Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "hank_forward", [&] {
+    out = hank_forward_impl<scalar_t>(share, hours, Pi, m_grid, z_grid, w_grid, b_j, y_j, s_path, g0, P_y, b_grid,
+                                      lut, bmin, inv_h, T_, c, d_hist);
+  });
+  return out;
+}
+
+Tensor hank_backward(Tensor gobj, Tensor share, Tensor hours, Tensor w_grid, Tensor b_j, Tensor y_j, Tensor s_path,
+                     Tensor d_hist, Tensor lo_t, Tensor rec, Tensor P_y, Tensor b_grid, Tensor lut, double bmin,
+                     double inv_h, std::vector<double> consts) {
+  check_cpu({gobj, share, hours, w_grid, b_j, y_j, s_path, d_hist, lo_t, rec, P_y, b_grid, lut});
+  const HankConsts c = hank_consts(consts);
+  Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "hank_backward", [&] {
+    out = hank_backward_impl<scalar_t>(gobj, share, hours, w_grid, b_j, y_j, s_path, d_hist, lo_t, rec, P_y, b_grid,
+                                       lut, bmin, inv_h, c);
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("huggett_forward", &huggett_forward, "Huggett rollout, all paths (CPU)");
   m.def("huggett_backward", &huggett_backward, "adjoint of huggett_forward: gradient wrt the savings table");
   m.def("ks_forward", &ks_forward, "Krusell-Smith rollout, all paths (CPU)");
   m.def("ks_backward", &ks_backward, "adjoint of ks_forward: gradient wrt the share table");
+  m.def("hank_forward", &hank_forward, "HANK household rollout, all paths, period-major (CPU)");
+  m.def("hank_backward", &hank_backward, "adjoint of hank_forward: gradient wrt the share and hours tables");
   m.def("hank_households", &hank_households, "HANK households at the bracketing w nodes, or its adjoint (CPU)");
   m.def("hank_clearing", &hank_clearing, "HANK clearing schedule: L, C, tau at every path and w node (CPU)");
 }

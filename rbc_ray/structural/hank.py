@@ -65,8 +65,10 @@ class HANK(HouseholdModel):
         self.params = [self.first, self.incr, self.h_first, self.h_incr, self.pi_first, self.pi_incr]
         self.clip_groups = [[self.first, self.incr, self.h_first, self.h_incr], [self.pi_first, self.pi_incr]]
         self.lr_scales = [1.0, 1.0, 1.0, 1.0, cal.lr_firm_scale, cal.lr_firm_scale]
-        # on CPU the clearing schedule and the households' step run as C++ passes (fused.py)
+        # on CPU the rollout is one C++ pass (fused.py); the clearing schedule and the households'
+        # step of `equilibrium` (Euler errors) are C++ too
         self.fused = fused.wanted(cal, self.device)
+        self.lookup = fused.asset_lookup(cal.borrowing_limit, cal.b_max, cal.n_b) if self.fused else None
 
     def _initial_share(self) -> torch.Tensor:
         """Log-utility permanent-income guess at unit hours, zero transfers: [nw, J, nr]."""
@@ -221,6 +223,8 @@ class HANK(HouseholdModel):
         return policy.to_values(self.first, self.incr).transpose(1, 2).contiguous(), hours
 
     def rollout(self, state, shocks, record: bool = False):
+        if self.lookup is not None:
+            return self._rollout_fused(state, shocks, record)
         cal, T = self.cal, self.T
         share_tab, hours_tab = self.tables()
         Pi = self.Pi
@@ -263,6 +267,56 @@ class HANK(HouseholdModel):
         if record:
             out.update({k: torch.stack(v) for k, v in rec.items()})
         return objective, {"g": g.detach(), "s": s_path[T]}, out
+
+    def _firm_objective(self, Pi, lo, om, zi, w, z, Y):
+        """sum_t beta^t real profit per path [N] from the clearing brackets lo, om [T, N] (the
+        same profit as `rollout`; differentiable in Pi only, prices and output are detached)."""
+        cal = self.cal
+        lo_hi = torch.stack([lo, lo + 1], -1)
+        wts = torch.stack([1 - om, om], -1)
+        pi_own = (Pi[lo_hi, zi[..., None]] * wts).sum(-1)  # [T, N]
+        step = torch.log1p(pi_own)
+        p = torch.exp(torch.cumsum(step - step.detach(), 0))  # 1 in value, the own price's gradient
+        profit = (p.pow(1 - cal.epsilon) - (w / z) * p.pow(-cal.epsilon) - cal.theta / 2 * pi_own.pow(2)) * Y
+        disc = cal.beta ** torch.arange(lo.shape[0], dtype=torch.float64)
+        return (disc.to(profit.dtype)[:, None] * profit).sum(0)
+
+    def _rollout_fused(self, state, shocks, record: bool):
+        """`rollout` by the fused CPU kernel (same maths; fused.py): the households' objective and
+        histograms in C++, the firm's profit here from the kernel's clearing brackets."""
+        cal, T, mod = self.cal, self.T, fused.load()
+        share_tab, hours_tab = self.tables()
+        Pi = self.Pi
+        g0 = state["g"].to(self.device, self.dtype).contiguous()
+        s_path = shocks["s"][:T].contiguous()
+        lk = self.lookup
+        vecs = (self.w_grid.contiguous(), self.b_j.contiguous(), self.y_j.contiguous())
+        grid = (self.P_y.contiguous(), self.b_grid.contiguous(), lk.lut, lk.bmin, lk.inv_h)
+        consts = [cal.beta, 1.0 + 1.0 / cal.frisch, cal.c_min, cal.borrowing_limit, cal.bond_supply, cal.theta,
+                  cal.R_bar, cal.phi_pi, cal.r_min, self.dr, cal.w_extrapolate, self.n_z, self.n_m]
+
+        def fwd(tabs):
+            names = ("obj", "g", "d_hist", "lo", "rec")
+            return dict(zip(names, mod.hank_forward(
+                tabs[0], tabs[1], Pi.detach().contiguous(), self.m_grid.contiguous(), self.z_grid.contiguous(),
+                vecs[0], vecs[1], vecs[2], s_path, g0, grid[0], grid[1], grid[2], grid[3], grid[4], T, consts,
+                fused.HISTORY.take((T, g0.shape[0], g0.shape[1]), g0.dtype))))
+
+        def bwd(grad_obj, tabs, res):
+            return mod.hank_backward(grad_obj, tabs[0], tabs[1], *vecs, s_path, res["d_hist"], res["lo"],
+                                     res["rec"], *grid, consts)
+
+        hh, res = fused.rollout(torch.stack([share_tab, hours_tab]), fwd, bwd)
+        fields = dict(zip(("om", "r", "w", "pi", "z", "L", "C", "Y", "B", "bond_gap", "labour_gap", "at_limit"),
+                          res["rec"][:12]))
+        firm = self._firm_objective(Pi, res["lo"], fields["om"], s_path // self.n_m, fields["w"], fields["z"],
+                                    fields["Y"])
+        objective = (1 - cal.beta) * (hh.mean() + firm.mean())
+        gap = fields["bond_gap"]
+        out: dict[str, Any] = {"price_mean": float(fields["w"].mean()), "residual_max": float(gap.abs().max())}
+        if record:
+            out.update({k: v for k, v in fields.items() if k != "om"}, resid=gap)
+        return objective, {"g": res["g"].detach(), "s": shocks["s"][T]}, out
 
     # ---------------------------------------------------------------- accuracy
     @torch.no_grad()

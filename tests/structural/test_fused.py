@@ -78,8 +78,9 @@ def test_asset_lookup_brackets_exactly():
         assert ((lo - ref).abs() <= 1).all()
 
 
-def _hank(kernel, dtype="float64"):
-    cal = calibration("hank", {"n_paths": 6, "e_trunc": 0.3, "dtype": dtype, "kernel": kernel}, smoke=True)
+def _hank(kernel, dtype="float64", **overrides):
+    cal = calibration("hank", {"n_paths": 6, "e_trunc": 0.3, "dtype": dtype, "kernel": kernel, **overrides},
+                      smoke=True)
     m = build("hank", cal)
     assert m.fused == (kernel != "torch")
     with torch.no_grad():  # interior shares and a histogram away from the initial point mass
@@ -115,12 +116,15 @@ def test_hank_clearing_kernel_matches_torch(dtype, tol):
         assert err < tol, f"{name}: relative error {err:.2e}"
 
 
-def test_hank_rollout_same_with_clearing_kernel():
-    """A HANK rollout with the clearing kernel equals the pure torch rollout: objective, gradient and
-    recorded prices (float64; the kernel only reorders the sums over states)."""
+@pytest.mark.parametrize("overrides", [{}, {"c_min": 0.8}, {"borrowing_limit": 0.4}, {"frisch": 0.5}])
+def test_hank_fused_rollout_matches_torch(overrides):
+    """The fused HANK rollout (hank_forward / hank_backward: households in C++, the clearing schedule
+    as affine pieces in the transfer, firm in torch) equals the pure torch rollout: objective, gradient
+    of all six parameter tensors and recorded prices (float64), also where the c_min clamp or the
+    borrowing cap binds (c_min 0.8, borrowing limit 0.4) and with hours' exponent k != 2."""
     results = []
     for kernel in ("torch", "fused"):
-        m = _hank(kernel)
+        m = _hank(kernel, **overrides)
         state = m.initial_state()
         shocks = m.draw_shocks(state, torch.Generator().manual_seed(3))
         objective, _, rec = m.rollout(state, shocks, record=True)
