@@ -887,6 +887,22 @@ std::vector<Tensor> hank_clearing_impl(const Tensor& share, const Tensor& hours,
 }
 
 
+// The adjoint of one wage node's household step (autograd's rule for HANK._households): from the gradients of
+// consumption g_cm (less savings'), of cash g_cash0 and hours g_n0 at the node, the gradients of the
+// interpolated share (g_s) and hours (g_n). min and max split ties evenly; the clamp passes s cash >= c_min.
+template <typename T>
+inline void hank_node_adjoint(T sv, T cash, T cmin, T blim, T y, T w, T g_cm, T g_cash0, T g_n0, T& g_s, T& g_n) {
+  const T raw = sv * cash, c1 = std::max(raw, cmin), cap = cash - blim;
+  const bool lt = c1 < cap, gt = cap < c1;
+  const T half = g_cm * T(0.5);
+  const T g_c1 = lt ? g_cm : (gt ? T(0) : half);
+  T g_cash = g_cash0 + (lt ? T(0) : (gt ? g_cm : half));
+  const T g_raw = raw >= cmin ? g_c1 : T(0);
+  g_s = g_raw * cash;
+  g_cash += g_raw * sv;
+  g_n = g_n0 + g_cash * y * w;
+}
+
 // HANK households at the two wage nodes bracketing the clearing wage, blended with the clearing
 // weights (HANK._households is the torch definition): per path p, node m and state j
 //   s, n = tables at row (w node, r node lo) and lo + 1, interpolated with weight a
@@ -958,21 +974,9 @@ std::vector<Tensor> hank_households_impl(const Tensor& share, const Tensor& hour
         for (int64_t j = j0; j < j1; ++j) {
           const T sv = S0[j] * bm + S0[J + j] * am, nv = H0[j] * bm + H0[J + j] * am;
           const T cash = Rm * b[j] + y[j] * (wg * nv + tm);
-          const T raw = sv * cash, c1 = std::max(raw, cmin), cap = cash - blim;
-          const T g_cm = (gc[p * J + j] - gb[p * J + j]) * wm;
-          T g_cash = gb[p * J + j] * wm, g_n = gh[p * J + j] * wm, g_c1 = T(0);
-          if (c1 < cap) {
-            g_c1 = g_cm;
-          } else if (cap < c1) {
-            g_cash += g_cm;
-          } else {
-            g_c1 = g_cm / T(2);
-            g_cash += g_cm / T(2);
-          }
-          const T g_raw = raw >= cmin ? g_c1 : T(0);
-          const T g_s = g_raw * cash;
-          g_cash += g_raw * sv;
-          g_n += g_cash * y[j] * wg;
+          T g_s, g_n;
+          hank_node_adjoint<T>(sv, cash, cmin, blim, y[j], wg, (gc[p * J + j] - gb[p * J + j]) * wm,
+                               gb[p * J + j] * wm, gh[p * J + j] * wm, g_s, g_n);
           gS0[j] += g_s * bm;
           gS0[J + j] += g_s * am;
           gH0[j] += g_n * bm;
@@ -1044,22 +1048,6 @@ inline void hank_utility_row(const T* __restrict c, const T* __restrict n, int64
   }
 }
 
-// The adjoint of one wage node's household step (hank_households' rule): from the gradients of
-// consumption g_cm (less savings'), of cash g_cash0 and hours g_n0 at the node, the gradients of the
-// interpolated share (g_s) and hours (g_n). min and max split ties evenly; the clamp passes s cash >= c_min.
-template <typename T>
-inline void hank_node_adjoint(T sv, T cash, T cmin, T blim, T y, T w, T g_cm, T g_cash0, T g_n0, T& g_s, T& g_n) {
-  const T raw = sv * cash, c1 = std::max(raw, cmin), cap = cash - blim;
-  const bool lt = c1 < cap, gt = cap < c1;
-  const T half = g_cm * T(0.5);
-  const T g_c1 = lt ? g_cm : (gt ? T(0) : half);
-  T g_cash = g_cash0 + (lt ? T(0) : (gt ? g_cm : half));
-  const T g_raw = raw >= cmin ? g_c1 : T(0);
-  g_s = g_raw * cash;
-  g_cash += g_raw * sv;
-  g_n = g_n0 + g_cash * y * w;
-}
-
 // ------------------------------------------------------------------------------------------- HANK
 // The whole HANK household rollout (hank.py's torch rollout is the definition), period-major: at
 // each period the paths are grouped by exogenous state s = (z node, m node). Within a group every
@@ -1076,11 +1064,10 @@ inline void hank_node_adjoint(T sv, T cash, T cmin, T blim, T y, T w, T g_cm, T 
 template <typename T>
 struct HankRows {
   int64_t nw = 0, nr = 0, J = 0;
-  std::vector<T> S, H, A, By, Hy, pi, r, cost, a_r, tau_lo, tau_hi;
-  std::vector<int64_t> lo_r;
+  std::vector<T> S, H, A, By, Hy, pi, r, cost, tau_lo, tau_hi;
   HankRows(int64_t nw_, int64_t nr_, int64_t J_)
       : nw(nw_), nr(nr_), J(J_), S(nw_ * J_), H(nw_ * J_), A(nw_ * J_), By(nw_ * J_), Hy(nw_ * J_), pi(nw_),
-        r(nw_), cost(nw_), a_r(nw_), tau_lo(nw_), tau_hi(nw_), lo_r(nw_) {}
+        r(nw_), cost(nw_), tau_lo(nw_), tau_hi(nw_) {}
 };
 
 // r at wage node k from the firm's inflation (Taylor rule and Fisher equation, as hank.py), and its
@@ -1146,8 +1133,6 @@ void build_hank_rows(HankRows<T>& R, int64_t s, const T* share, const T* hours, 
     R.pi[k] = pi;
     R.r[k] = r;
     R.cost[k] = T(1) - static_cast<T>(c.theta / 2) * (pi * pi);
-    R.lo_r[k] = lr;
-    R.a_r[k] = a;
     const T* S0 = share + (k * nr + lr) * J;
     const T* H0 = hours + (k * nr + lr) * J;
     T *Sk = &R.S[k * J], *Hk = &R.H[k * J], *Ak = &R.A[k * J], *Bk = &R.By[k * J], *Lk = &R.Hy[k * J];
