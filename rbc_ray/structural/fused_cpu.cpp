@@ -824,6 +824,13 @@ void check_cpu(const std::vector<Tensor>& ts) {
 }
 
 
+// HANK's consumption: the share s of cash on hand, at least c_min, at most what the borrowing
+// limit leaves (cash - b_min). One definition for the clearing schedule, the rollout and the adjoints.
+template <typename T>
+inline T hank_consumption(T s, T cash, T cmin, T blim) {
+  return std::min(std::max(s * cash, cmin), cash - blim);
+}
+
 // HANK's clearing schedule: for every path p and wage node k, effective labour L, the transfer per
 // unit of productivity tau and consumption C, with households acting at node k (r interpolated
 // between r nodes lo and lo + 1 with weight a). Forward only: hank.py evaluates it without gradient
@@ -873,7 +880,7 @@ std::vector<Tensor> hank_clearing_impl(const Tensor& share, const Tensor& hours,
         for (int64_t j = 0; j < J; ++j) {
           const T s = S0[j] * bk + S0[J + j] * ak, h = H0[j] * bk + H0[J + j] * ak;
           const T cash = R * b[j] + y[j] * (wk * h + tk);
-          const T c = std::min(std::max(s * cash, static_cast<T>(c_min)), cash - static_cast<T>(borrowing_limit));
+          const T c = hank_consumption<T>(s, cash, static_cast<T>(c_min), static_cast<T>(borrowing_limit));
           Ck += c * gj[j];
         }
         L[q] = Lk;
@@ -942,7 +949,7 @@ std::vector<Tensor> hank_households_impl(const Tensor& share, const Tensor& hour
           for (int64_t j = 0; j < J; ++j) {
             const T sv = S0[j] * bm + S0[J + j] * am, nv = H0[j] * bm + H0[J + j] * am;
             const T cash = Rm * b[j] + y[j] * (wg * nv + tm);
-            const T cm = std::min(std::max(sv * cash, cmin), cash - blim);
+            const T cm = hank_consumption<T>(sv, cash, cmin, blim);
             if (m == 0) {
               cp[j] = cm * wm;
               hp[j] = nv * wm;
@@ -1303,7 +1310,7 @@ std::vector<Tensor> hank_forward_impl(const Tensor& share, const Tensor& hours, 
 #pragma omp simd reduction(+ : Ck)
               for (int64_t j = 0; j < J; ++j) {
                 const T cash = Rk * bj[j] + yj[j] * (wk * Hk[j] + tk);
-                Ck += std::min(std::max(Sk[j] * cash, cmin), cash - blim) * g[j];
+                Ck += hank_consumption<T>(Sk[j], cash, cmin, blim) * g[j];
               }
             }
             tau[k] = tk;
@@ -1329,8 +1336,8 @@ std::vector<Tensor> hank_forward_impl(const Tensor& share, const Tensor& hours, 
           for (int64_t j = 0; j < J; ++j) {
             const T cash0 = R0 * bj[j] + yj[j] * (wa * H0[j] + t0);
             const T cash1 = R1 * bj[j] + yj[j] * (wb_ * H1[j] + t1);
-            const T c0 = std::min(std::max(S0[j] * cash0, cmin), cash0 - blim);
-            const T c1 = std::min(std::max(S1[j] * cash1, cmin), cash1 - blim);
+            const T c0 = hank_consumption<T>(S0[j], cash0, cmin, blim);
+            const T c1 = hank_consumption<T>(S1[j], cash1, cmin, blim);
             const T cc = c0 * w0 + c1 * w1, hh = H0[j] * w0 + H1[j] * w1;
             cp[j] = cc;
             hp[j] = hh;
@@ -1435,8 +1442,8 @@ Tensor hank_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor&
           const T s1 = S1[j] * (T(1) - a1) + S1[J + j] * a1, h1 = H1[j] * (T(1) - a1) + H1[J + j] * a1;
           const T cash0 = R0 * bj[j] + yj[j] * (wa * h0 + t0);
           const T cash1 = R1 * bj[j] + yj[j] * (wb_ * h1 + t1);
-          const T c0 = std::min(std::max(s0 * cash0, cmin), cash0 - blim);
-          const T c1 = std::min(std::max(s1 * cash1, cmin), cash1 - blim);
+          const T c0 = hank_consumption<T>(s0, cash0, cmin, blim);
+          const T c1 = hank_consumption<T>(s1, cash1, cmin, blim);
           cp[j] = c0 * w0 + c1 * w1;
           hp[j] = h0 * w0 + h1 * w1;
           bp[j] = (cash0 - c0) * w0 + (cash1 - c1) * w1;
