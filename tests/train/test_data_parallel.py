@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rbc_ray.train import Trainer, load_experiment
-from rbc_ray.train.data_parallel import SEED_STRIDE, run_local, worker_config
+from rbc_ray.train.data_parallel import SEED_STRIDE, data_parallel_trainer, run_local, worker_config
 
 SMOKE = Path(__file__).resolve().parents[2] / "tune_configs" / "open_rbc_smoke.yaml"
 TINY = ["train.n_envs=4", "train.episodes_per_iteration=2", "train.torch_threads=1",
@@ -94,9 +94,11 @@ def test_two_gloo_workers_equal_the_gradient_averaging_oracle():
     assert any(not torch.allclose(solo[n], averaged[n], atol=1e-6) for n in averaged)
 
 
-def test_run_local_rejects_bad_sizes():
+def test_bad_sizes_and_a_missing_process_group_are_clear_errors():
     cfg = load_experiment(SMOKE, TINY)[0]
     with pytest.raises(ValueError, match="num_workers"):
         run_local(cfg, num_workers=0, iterations=1)
     with pytest.raises(ValueError, match="iterations"):
         run_local(cfg, num_workers=1, iterations=0)
+    with pytest.raises(RuntimeError, match="torch.distributed"):  # no process group in this process
+        data_parallel_trainer(cfg)
