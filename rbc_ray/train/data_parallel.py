@@ -4,8 +4,8 @@ Every worker steps its own envs (its own seed) and runs the same PPO updates; af
 pass the gradient of each type is averaged over the workers (one all-reduce per type and minibatch,
 torch.distributed) before clipping and Adam, so the networks stay identical on every worker. The
 update equals averaging the workers' PPO losses, with advantages standardised per worker.
-`run_local` runs it in processes on one machine (gloo); under Ray Train (or any launcher that
-initialises torch.distributed) call `data_parallel_trainer` in each worker.
+`run_local` runs it in processes on one machine (gloo), `run_ray_train` as a Ray Train job; under
+any other launcher that initialises torch.distributed call `data_parallel_trainer` in each worker.
 """
 
 from __future__ import annotations
@@ -113,3 +113,50 @@ def run_local(cfg: ExperimentConfig, num_workers: int, iterations: int, host: st
         mp.spawn(_local_worker, args=(num_workers, f"tcp://{host}:{port}", cfg.to_dict(), iterations,
                                       out_dir), nprocs=num_workers, join=True)
         return [torch.load(f"{out_dir}/rank{r}.pt", weights_only=False) for r in range(num_workers)]
+
+
+def _ray_train_loop(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker loop: train, report every iteration; the last report carries rank 0's
+    networks as a checkpoint (policies.pt)."""
+    import tempfile
+
+    import ray.train
+
+    torch.set_num_threads(max(1, int(config["torch_threads"])))
+    trainer = data_parallel_trainer(ExperimentConfig.from_dict(config["experiment"]))
+    world, rank = dist.get_world_size(), dist.get_rank()
+    for i in range(int(config["iterations"])):
+        metrics = dict(trainer.train_iteration())
+        metrics["workers"] = world
+        if i + 1 < int(config["iterations"]):
+            ray.train.report(metrics)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                policies = {kind: net.state_dict() for kind, net in trainer.policies.items()}
+                torch.save({"policies": policies, "config": config["experiment"]}, f"{tmp}/policies.pt")
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def run_ray_train(cfg: ExperimentConfig, num_workers: int, iterations: int, storage_path: str,
+                  name: str = "rbc_data_parallel", use_gpu: bool = False, torch_threads: int = 1) -> Any:
+    """Train `cfg` data-parallel on `num_workers` Ray Train workers (TorchTrainer: gloo on CPU, NCCL
+    on GPUs) for `iterations` iterations, on the Ray that is already initialised (local or a cluster).
+    Returns Ray Train's Result: `.metrics` is rank 0's last iteration, `.checkpoint` holds its
+    networks (policies.pt)."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    job = TorchTrainer(
+        _ray_train_loop,
+        train_loop_config={"experiment": cfg.to_dict(), "iterations": iterations, "torch_threads": torch_threads},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": torch_threads}),
+        run_config=RunConfig(name=name, storage_path=storage_path))
+    return job.fit()

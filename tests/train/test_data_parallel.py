@@ -1,5 +1,6 @@
 """Data-parallel PPO (rbc_ray.train.data_parallel): two gloo worker processes against an oracle that
-runs the same two workers as threads in one process and averages their gradients by hand."""
+runs the same two workers as threads in one process and averages their gradients by hand; Ray
+Train's workers (slow: about 90 s of Ray Train start-up) against the gloo processes."""
 
 import threading
 from pathlib import Path
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from rbc_ray.train import Trainer, load_experiment
-from rbc_ray.train.data_parallel import SEED_STRIDE, data_parallel_trainer, run_local, worker_config
+from rbc_ray.train.data_parallel import (SEED_STRIDE, data_parallel_trainer, run_local, run_ray_train,
+                                         worker_config)
 
 SMOKE = Path(__file__).resolve().parents[2] / "tune_configs" / "open_rbc_smoke.yaml"
 TINY = ["train.n_envs=4", "train.episodes_per_iteration=2", "train.torch_threads=1",
@@ -102,3 +104,27 @@ def test_bad_sizes_and_a_missing_process_group_are_clear_errors():
         run_local(cfg, num_workers=1, iterations=0)
     with pytest.raises(RuntimeError, match="torch.distributed"):  # no process group in this process
         data_parallel_trainer(cfg)
+
+
+@pytest.mark.slow
+def test_ray_train_workers_equal_the_gloo_processes(tmp_path):
+    import ray
+
+    cfg = load_experiment(SMOKE, TINY)[0]
+    local = run_local(cfg, num_workers=2, iterations=ITERATIONS)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(_node_ip_address="127.0.0.2", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = run_ray_train(cfg, num_workers=2, iterations=ITERATIONS, storage_path=str(tmp_path))
+    finally:
+        if started:
+            ray.shutdown()
+    assert result.error is None, result.error
+    assert result.metrics["iteration"] == ITERATIONS and result.metrics["workers"] == 2
+    assert result.metrics["reward_consumer"] == local[0]["metrics"][-1]["reward_consumer"]
+    with result.checkpoint.as_directory() as d:
+        saved = torch.load(Path(d) / "policies.pt", weights_only=False)["policies"]
+    for kind, params in local[0]["policies"].items():
+        for name, value in params.items():
+            assert torch.equal(saved[kind][name], value), (kind, name)
