@@ -1,6 +1,6 @@
 """Data-parallel PPO (rbc_ray.train.data_parallel): two gloo worker processes against an oracle that
 runs the same two workers as threads in one process and averages their gradients by hand; Ray
-Train's workers (slow: about 90 s of Ray Train start-up) against the gloo processes."""
+Train's workers (slow: about 40 s, mostly Ray Train start-up) against the gloo processes."""
 
 import threading
 from pathlib import Path
