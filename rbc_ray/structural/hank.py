@@ -198,7 +198,7 @@ class HANK(HouseholdModel):
             C = (c.detach() * g).sum(1)
             # accuracy at the cleared prices themselves (not node by node): labour supplied vs needed
             labour_gap = (L - C / (z * (1 - cal.theta / 2 * pi_star.pow(2)))) / L
-        pi_own = (Pi[lo_hi, zi[:, None]] * wts).sum(1)
+        pi_own = (policy.gather(Pi, lo_hi, zi[:, None]) * wts).sum(1)
         return dict(r=r_star, w=w_star, pi=pi_star, z=z, L=L, Y=Y, C=C, c=c, n=hours,
                     b_next=b_next, pi_own=pi_own, labour_gap=labour_gap)
 
@@ -274,7 +274,7 @@ class HANK(HouseholdModel):
         cal = self.cal
         lo_hi = torch.stack([lo, lo + 1], -1)
         wts = torch.stack([1 - om, om], -1)
-        pi_own = (Pi[lo_hi, zi[..., None]] * wts).sum(-1)  # [T, N]
+        pi_own = (policy.gather(Pi, lo_hi, zi[..., None]) * wts).sum(-1)  # [T, N]
         step = torch.log1p(pi_own)
         p = torch.exp(torch.cumsum(step - step.detach(), 0))  # 1 in value, the own price's gradient
         profit = (p.pow(1 - cal.epsilon) - (w / z) * p.pow(-cal.epsilon) - cal.theta / 2 * pi_own.pow(2)) * Y

@@ -7,6 +7,8 @@ monotone in the price by construction; values are clipped to bounds at the same 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -35,3 +37,29 @@ def project(first: torch.Tensor, incr: torch.Tensor, lo: float, hi: float, decre
 def clip_box(table: torch.Tensor, lo: float, hi: float) -> None:
     """In place clip of an unconstrained table (hours, inflation) to its bounds."""
     table.clamp_(lo, hi)
+
+
+class _TableGather(torch.autograd.Function):
+    """table.flatten()[index], its gradient summed by bincount (serially, in index order)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.shape = table.shape
+        return table.reshape(-1)[index]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (index,) = ctx.saved_tensors
+        flat = torch.bincount(index.reshape(-1), weights=grad.reshape(-1), minlength=math.prod(ctx.shape))
+        return flat.to(grad.dtype).view(ctx.shape), None
+
+
+def gather(table: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """table[rows, cols] (indices broadcast) for a small 2-D table, with a reproducible gradient.
+
+    torch's CPU backward of advanced indexing adds float gradients with parallel atomics once
+    there are 32768 or more of them, so the sum's order (and training's last bits) changed from
+    run to run; this backward sums in index order."""
+    rows, cols = torch.broadcast_tensors(rows, cols)
+    return _TableGather.apply(table, rows * table.shape[1] + cols)
