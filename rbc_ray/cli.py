@@ -11,6 +11,15 @@ from typing import Sequence
 def _train(args: argparse.Namespace) -> int:
     from .launch import run_train
 
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers > 1:
+        if args.resume:
+            raise ValueError("--resume is not available with --workers > 1 (no data-parallel checkpoint yet)")
+        from .launch import run_train_data_parallel
+
+        run_train_data_parallel(args.config, args.set, args.out, args.address, args.workers)
+        return 0
     run_train(args.config, args.set, args.out, args.address, resume=args.resume)
     return 0
 
@@ -69,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one experiment as a Tune trial, with live progress")
     experiment_args(p)
     p.add_argument("--resume", action="store_true", help="resume the run found in --out")
+    p.add_argument("--workers", type=int, default=1,
+                   help="data-parallel Ray Train workers (default 1: one Tune trial)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sweep", help="run the grid and seeds an experiment YAML declares")

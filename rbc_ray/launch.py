@@ -145,6 +145,42 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
     return out_dir
 
 
+def run_train_data_parallel(config_path: str, overrides: list[str], out: str | None, address: str | None,
+                            workers: int) -> Path:
+    """`rbc-ray train --workers N`: one experiment trained data-parallel by N Ray Train workers
+    (rbc_ray.train.data_parallel); OUT gets config.yaml, metrics.parquet (rank 0), policies.pt and
+    plots/. Runs total_episodes / episodes_per_iteration iterations (rounded up)."""
+    import math
+    import shutil
+
+    from .train.config import load_experiment
+    from .train.data_parallel import run_ray_train
+
+    raw = read_yaml(config_path)
+    raw.pop("tune", None)
+    experiment, _ = load_experiment(raw, overrides)
+    t = experiment.train
+    out_dir = Path(out or f"results/{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "config.yaml", "w") as fh:
+        yaml.safe_dump(experiment.to_dict(), fh, sort_keys=False)
+    print(f"rbc-ray: results go to {out_dir} ({workers} data-parallel workers)", flush=True)
+    init_ray(address)
+    iterations = math.ceil(t.total_episodes / t.episodes_per_iteration)
+    result = run_ray_train(experiment, workers, iterations, str(out_dir / "raytrain"), name=experiment.name,
+                           use_gpu=str(t.device).startswith("cuda"), torch_threads=max(1, int(t.torch_threads)),
+                           progress=True)
+    if result.error:
+        raise RuntimeError(f"training failed: {result.error}")
+    with result.checkpoint.as_directory() as d:
+        for name in ("metrics.parquet", "policies.pt"):
+            shutil.copy(Path(d) / name, out_dir / name)
+    plots = plot_training(out_dir)
+    print(f"rbc-ray: metrics {out_dir / 'metrics.parquet'}; plots {plots[0].parent}; "
+          f"networks {out_dir / 'policies.pt'}", flush=True)
+    return out_dir
+
+
 def sweep_space(tune_spec: dict[str, Any]) -> dict[str, Any]:
     """Tune param-space entries from a YAML `tune:` section: grid over dotted keys and seeds."""
     from ray import tune

@@ -106,3 +106,26 @@ def test_pbt_mutation_of_unknown_key_is_named(tmp_path):
     r = rbc_ray("sweep", str(path), "--out", str(tmp_path / "out"))
     assert r.returncode == 2
     assert "policies.consumer.lrr" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_worker_counts_exit_2_naming_the_flag():
+    r = rbc_ray("train", SMOKE, "--workers", "0")
+    assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
+    r = rbc_ray("train", SMOKE, "--workers", "2", "--resume")
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_train_with_two_data_parallel_workers_writes_results(tmp_path):
+    import pyarrow.parquet as pq
+    import torch
+
+    out = tmp_path / "dp"
+    r = rbc_ray("train", SMOKE, "--workers", "2", "--out", str(out), "--set", "train.total_episodes=30")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    table = pq.read_table(out / "metrics.parquet").to_pydict()
+    assert table["iteration"] == [1.0, 2.0, 3.0]  # 30 episodes, 10 per iteration
+    assert set(table["workers"]) == {2}
+    nets = torch.load(out / "policies.pt", weights_only=False)["policies"]
+    assert set(nets) == {"consumer", "firm", "government"}
+    assert (out / "plots" / "training.png").exists() and (out / "config.yaml").exists()

@@ -116,18 +116,26 @@ def run_local(cfg: ExperimentConfig, num_workers: int, iterations: int, host: st
 
 
 def _ray_train_loop(config: dict[str, Any]) -> None:
-    """Ray Train's per-worker loop: train, report every iteration; the last report carries rank 0's
-    networks as a checkpoint (policies.pt)."""
+    """Ray Train's per-worker loop: train, report every iteration (rank 0 prints a progress line);
+    the last report carries rank 0's networks (policies.pt) and its metrics table (metrics.parquet)
+    as the checkpoint."""
     import tempfile
 
     import ray.train
 
+    from ..launch import format_progress
+    from ..results import MetricsWriter
+
     torch.set_num_threads(max(1, int(config["torch_threads"])))
     trainer = data_parallel_trainer(ExperimentConfig.from_dict(config["experiment"]))
     world, rank = dist.get_world_size(), dist.get_rank()
+    rows = []
     for i in range(int(config["iterations"])):
         metrics = dict(trainer.train_iteration())
         metrics["workers"] = world
+        rows.append(metrics)
+        if rank == 0 and config.get("progress", False):
+            print(format_progress(metrics), flush=True)
         if i + 1 < int(config["iterations"]):
             ray.train.report(metrics)
             continue
@@ -136,16 +144,21 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
             if rank == 0:
                 policies = {kind: net.state_dict() for kind, net in trainer.policies.items()}
                 torch.save({"policies": policies, "config": config["experiment"]}, f"{tmp}/policies.pt")
+                writer = MetricsWriter(tmp)
+                for row in rows:
+                    writer.append(row)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
 
 
 def run_ray_train(cfg: ExperimentConfig, num_workers: int, iterations: int, storage_path: str,
-                  name: str = "rbc_data_parallel", use_gpu: bool = False, torch_threads: int = 1) -> Any:
+                  name: str = "rbc_data_parallel", use_gpu: bool = False, torch_threads: int = 1,
+                  progress: bool = False) -> Any:
     """Train `cfg` data-parallel on `num_workers` Ray Train workers (TorchTrainer: gloo on CPU, NCCL
     on GPUs) for `iterations` iterations, on the Ray that is already initialised (local or a cluster).
     Returns Ray Train's Result: `.metrics` is rank 0's last iteration, `.checkpoint` holds its
-    networks (policies.pt)."""
+    networks (policies.pt) and every iteration's metrics (metrics.parquet). `progress`: rank 0
+    prints a line per iteration."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -155,7 +168,8 @@ def run_ray_train(cfg: ExperimentConfig, num_workers: int, iterations: int, stor
         raise ValueError(f"iterations must be >= 1, got {iterations}")
     job = TorchTrainer(
         _ray_train_loop,
-        train_loop_config={"experiment": cfg.to_dict(), "iterations": iterations, "torch_threads": torch_threads},
+        train_loop_config={"experiment": cfg.to_dict(), "iterations": iterations, "torch_threads": torch_threads,
+                           "progress": progress},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": torch_threads}),
         run_config=RunConfig(name=name, storage_path=storage_path))
