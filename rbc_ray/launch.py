@@ -109,21 +109,28 @@ def _run_config(out: Path, name: str, callback, stop: dict | None = None):
         failure_config=tune.FailureConfig(max_failures=0))
 
 
+def _prepare_train(config_path: str, overrides: list[str], out: str | None):
+    """(raw YAML without `tune`, validated experiment, OUT with config.yaml written): validation
+    happens before Ray starts."""
+    from .train.config import load_experiment
+
+    raw = read_yaml(config_path)
+    raw.pop("tune", None)
+    experiment, _ = load_experiment(raw, overrides)
+    out_dir = Path(out or f"results/{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "config.yaml", "w") as fh:
+        yaml.safe_dump(experiment.to_dict(), fh, sort_keys=False)
+    return raw, experiment, out_dir
+
+
 def run_train(config_path: str, overrides: list[str], out: str | None, address: str | None,
               resume: bool = False) -> Path:
     """One trial of an experiment on Ray; returns the results folder."""
     from ray import tune
 
-    from .train.config import load_experiment
-
-    raw = read_yaml(config_path)
-    raw.pop("tune", None)
-    experiment, _ = load_experiment(raw, overrides)  # validate before starting Ray
+    raw, experiment, out_dir = _prepare_train(config_path, overrides, out)
     name = experiment.name
-    out_dir = Path(out or f"results/{name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "config.yaml", "w") as fh:
-        yaml.safe_dump(experiment.to_dict(), fh, sort_keys=False)
     print(f"rbc-ray: results go to {out_dir}", flush=True)
     threads = max(1, int(experiment.train.torch_threads))
     init_ray(address)
@@ -153,17 +160,10 @@ def run_train_data_parallel(config_path: str, overrides: list[str], out: str | N
     import math
     import shutil
 
-    from .train.config import load_experiment
     from .train.data_parallel import run_ray_train
 
-    raw = read_yaml(config_path)
-    raw.pop("tune", None)
-    experiment, _ = load_experiment(raw, overrides)
+    _, experiment, out_dir = _prepare_train(config_path, overrides, out)
     t = experiment.train
-    out_dir = Path(out or f"results/{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "config.yaml", "w") as fh:
-        yaml.safe_dump(experiment.to_dict(), fh, sort_keys=False)
     print(f"rbc-ray: results go to {out_dir} ({workers} data-parallel workers)", flush=True)
     init_ray(address)
     iterations = math.ceil(t.total_episodes / t.episodes_per_iteration)
