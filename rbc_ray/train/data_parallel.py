@@ -74,6 +74,14 @@ def data_parallel_trainer(cfg: ExperimentConfig, group: Any = None) -> Trainer:
     return trainer
 
 
+def _check_sizes(num_workers: int, iterations: int) -> None:
+    """Clear errors for the launchers' counts (before any process or Ray job starts)."""
+    if num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+
+
 def _local_worker(rank: int, world: int, init_method: str, values: dict[str, Any], iterations: int,
                   out_dir: str) -> None:
     """One process of `run_local`: join the gloo group, train, save metrics and networks."""
@@ -101,10 +109,7 @@ def run_local(cfg: ExperimentConfig, num_workers: int, iterations: int, host: st
 
     import torch.multiprocessing as mp
 
-    if num_workers < 1:
-        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    _check_sizes(num_workers, iterations)
     if port is None:
         with socket.socket() as s:
             s.bind((host, 0))
@@ -162,10 +167,7 @@ def run_ray_train(cfg: ExperimentConfig, num_workers: int, iterations: int, stor
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    if num_workers < 1:
-        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    _check_sizes(num_workers, iterations)
     job = TorchTrainer(
         _ray_train_loop,
         train_loop_config={"experiment": cfg.to_dict(), "iterations": iterations, "torch_threads": torch_threads,
