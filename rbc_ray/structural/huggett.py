@@ -122,7 +122,7 @@ class Huggett(HouseholdModel):
         zi, lo, w = self.prices(b_tab.detach(), s, g)
         r = blend(self.r_grid, lo, w)
         w_ = w[:, None]
-        b_next = b_tab[zi, lo] * (1 - w_) + b_tab[zi, lo + 1] * w_  # action blended at the cleared r
+        b_next = policy.rows(b_tab, zi, lo) * (1 - w_) + policy.rows(b_tab, zi, lo + 1) * w_  # blended at the cleared r
         c = self.cash[zi] - b_next / (1.0 + r)[:, None]
         u = crra_utility(c.clamp(min=cal.c_min), cal.crra)
         u_t = (d * u).sum(1)

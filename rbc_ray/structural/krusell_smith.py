@@ -95,8 +95,11 @@ class KrusellSmith(HouseholdModel):
         lo_r, a_r = uniform_bracket(cal.r_min, self.dr, cal.n_r, r)
         lo_w, a_w = uniform_bracket(cal.w_min, self.dw, cal.n_w, w)
         a_r, a_w = a_r[:, None], a_w[:, None]
-        s_lo = share_tab[lo_w, lo_r] * (1 - a_r) + share_tab[lo_w, lo_r + 1] * a_r
-        s_hi = share_tab[lo_w + 1, lo_r] * (1 - a_r) + share_tab[lo_w + 1, lo_r + 1] * a_r
+        def at(i, k):  # rows of the [nw, nr, J] table, with a reproducible gradient
+            return policy.rows(share_tab, i, k)
+
+        s_lo = at(lo_w, lo_r) * (1 - a_r) + at(lo_w, lo_r + 1) * a_r
+        s_hi = at(lo_w + 1, lo_r) * (1 - a_r) + at(lo_w + 1, lo_r + 1) * a_r
         share = s_lo * (1 - a_w) + s_hi * a_w
         cash = (1.0 + r)[:, None] * self.b_j + w[:, None] * self.y_j
         c = torch.minimum((share * cash).clamp(min=cal.c_min), cash - cal.borrowing_limit)

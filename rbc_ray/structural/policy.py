@@ -63,3 +63,11 @@ def gather(table: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch
     run to run; this backward sums in index order."""
     rows, cols = torch.broadcast_tensors(rows, cols)
     return _TableGather.apply(table, rows * table.shape[1] + cols)
+
+
+def rows(table: torch.Tensor, i: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """table[i, k] [N, J] for a table [A, B, J] and row indices i, k [N], with a reproducible gradient.
+
+    index_select's backward adds whole rows in index order (an index_add), where the backward of
+    `table[i, k]` adds with parallel atomics on CPU once 32768 values meet."""
+    return table.reshape(-1, table.shape[-1]).index_select(0, (i * table.shape[1] + k).reshape(-1))
