@@ -28,12 +28,29 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
-    env = {"env_vars": {"OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"}}
+    env = {"env_vars": {"OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"},
+           "worker_process_setup_hook": "rbc_ray.launch.quiet_ray_worker_logs"}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=True)
     else:
         ray.init(_node_ip_address=LOCAL_NODE_IP, num_cpus=num_cpus or os.cpu_count(),
                  include_dashboard=False, runtime_env=env, log_to_driver=True)
+
+
+def quiet_ray_worker_logs() -> None:
+    """Runs in every Ray worker process: mute two Ray Train messages that drown our progress lines.
+
+    Without the dashboard (we start Ray with none) Ray's State API is unavailable, so Train's
+    placement-group cleaner warns on every check (about once a second); and Train logs every
+    report's whole metrics dict at INFO."""
+    import logging
+
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+    try:  # Train names this logger by the module's file path
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray version: leave its logging alone
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 class Progress:

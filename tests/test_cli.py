@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,9 @@ def test_train_with_two_data_parallel_workers_writes_results(tmp_path):
     nets = torch.load(out / "policies.pt", weights_only=False)["policies"]
     assert set(nets) == {"consumer", "firm", "government"}
     assert (out / "plots" / "training.png").exists() and (out / "config.yaml").exists()
+    # one progress line per iteration (Ray Train's print patch used to echo each one twice), and
+    # none of Train's State-API warnings (no dashboard here) or per-report metric dumps
+    log = r.stdout + r.stderr
+    for it in (1, 2, 3):
+        assert len(re.findall(rf"iter +{it} +episodes", log)) == 1, log[-3000:]
+    assert "Failed to query Ray Train Controller" not in log and "Reporting training result" not in log

@@ -11,6 +11,7 @@ any other launcher that initialises torch.distributed call `data_parallel_traine
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import torch
@@ -128,8 +129,10 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
 
     import ray.train
 
-    from ..launch import format_progress
+    from ..launch import format_progress, quiet_ray_worker_logs
     from ..results import MetricsWriter
+
+    quiet_ray_worker_logs()  # again: Train configures its worker loggers after the setup hook ran
 
     torch.set_num_threads(max(1, int(config["torch_threads"])))
     trainer = data_parallel_trainer(ExperimentConfig.from_dict(config["experiment"]))
@@ -140,7 +143,9 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
         metrics["workers"] = world
         rows.append(metrics)
         if rank == 0 and config.get("progress", False):
-            print(format_progress(metrics), flush=True)
+            # not print: Ray Train routes a worker's print through its logger, which echoes it twice
+            sys.stdout.write(format_progress(metrics) + "\n")
+            sys.stdout.flush()
         if i + 1 < int(config["iterations"]):
             ray.train.report(metrics)
             continue
