@@ -14,12 +14,15 @@ def _train(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.workers > 1:
-        if args.resume:
-            raise ValueError("--resume is not available with --workers > 1 (no data-parallel checkpoint yet)")
         from .launch import run_train_data_parallel
 
-        run_train_data_parallel(args.config, args.set, args.out, args.address, args.workers)
+        if args.resume and not args.out:
+            raise ValueError("--resume needs --out: the folder of the run to continue")
+        run_train_data_parallel(args.config, args.set, args.out, args.address, args.workers, resume=args.resume,
+                                max_failures=args.max_failures)
         return 0
+    if args.max_failures:
+        raise ValueError("--max-failures applies to data-parallel runs (--workers 2 or more)")
     run_train(args.config, args.set, args.out, args.address, resume=args.resume)
     return 0
 
@@ -80,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="resume the run found in --out")
     p.add_argument("--workers", type=int, default=1,
                    help="data-parallel Ray Train workers (default 1: one Tune trial)")
+    p.add_argument("--max-failures", type=int, default=0, metavar="K",
+                   help="with --workers: restart a failed worker group from its latest checkpoint up to K times")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sweep", help="run the grid and seeds an experiment YAML declares")

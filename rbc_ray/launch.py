@@ -170,23 +170,37 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
 
 
 def run_train_data_parallel(config_path: str, overrides: list[str], out: str | None, address: str | None,
-                            workers: int) -> Path:
+                            workers: int, resume: bool = False, max_failures: int = 0) -> Path:
     """`rbc-ray train --workers N`: one experiment trained data-parallel by N Ray Train workers
     (rbc_ray.train.data_parallel); OUT gets config.yaml, metrics.parquet (rank 0), policies.pt and
-    plots/. Runs total_episodes / episodes_per_iteration iterations (rounded up)."""
+    plots/, and Ray Train's run folder OUT/raytrain (checkpoints every 10 iterations). Runs
+    total_episodes / episodes_per_iteration iterations (rounded up). `resume` continues the run in
+    OUT from its latest checkpoint; `max_failures` lets Ray Train restart a failed worker group
+    from it."""
     import math
     import shutil
 
-    from .train.data_parallel import run_ray_train
+    from .train.data_parallel import check_checkpoint, run_ray_train
 
+    if max_failures < 0:
+        raise ValueError(f"--max-failures must be >= 0, got {max_failures}")
     _, experiment, out_dir = _prepare_train(config_path, overrides, out)
+    run_dir = out_dir / "raytrain" / experiment.name
+    if run_dir.exists() and not resume:
+        raise ValueError(f"{run_dir} already holds a data-parallel run: pass --resume to continue it, "
+                         f"or choose another --out")
+    checkpoints = sorted((p for p in run_dir.glob("checkpoint_*") if p.is_dir()),
+                         key=lambda p: p.stat().st_mtime) if resume else []
+    if checkpoints:  # Ray Train restores the latest; check it fits this worker count before starting
+        check_checkpoint(checkpoints[-1], workers)
     t = experiment.train
-    print(f"rbc-ray: results go to {out_dir} ({workers} data-parallel workers)", flush=True)
+    print(f"rbc-ray: results go to {out_dir} ({workers} data-parallel workers"
+          f"{', resuming ' + checkpoints[-1].name if checkpoints else ''})", flush=True)
     init_ray(address)
     iterations = math.ceil(t.total_episodes / t.episodes_per_iteration)
     result = run_ray_train(experiment, workers, iterations, str(out_dir / "raytrain"), name=experiment.name,
                            use_gpu=str(t.device).startswith("cuda"), torch_threads=max(1, int(t.torch_threads)),
-                           progress=True)
+                           progress=True, max_failures=max_failures)
     if result.error:
         raise RuntimeError(f"training failed: {result.error}")
     with result.checkpoint.as_directory() as d:

@@ -112,8 +112,10 @@ def test_pbt_mutation_of_unknown_key_is_named(tmp_path):
 def test_bad_worker_counts_exit_2_naming_the_flag():
     r = rbc_ray("train", SMOKE, "--workers", "0")
     assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
-    r = rbc_ray("train", SMOKE, "--workers", "2", "--resume")
-    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    r = rbc_ray("train", SMOKE, "--workers", "2", "--resume")  # which run? --out names it
+    assert r.returncode == 2 and "--resume needs --out" in r.stderr and "Traceback" not in r.stderr
+    r = rbc_ray("train", SMOKE, "--max-failures", "2")
+    assert r.returncode == 2 and "--max-failures" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow
@@ -136,3 +138,12 @@ def test_train_with_two_data_parallel_workers_writes_results(tmp_path):
     for it in (1, 2, 3):
         assert len(re.findall(rf"iter +{it} +episodes", log)) == 1, log[-3000:]
     assert "Failed to query Ray Train Controller" not in log and "Reporting training result" not in log
+    # the same --out again: refused without --resume; with it, the run continues from its checkpoint
+    r = rbc_ray("train", SMOKE, "--workers", "2", "--out", str(out), "--set", "train.total_episodes=30")
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    r = rbc_ray("train", SMOKE, "--workers", "2", "--out", str(out), "--resume", "--set", "train.total_episodes=50")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "resuming checkpoint_" in r.stdout
+    assert not re.search(r"iter +3 +episodes", r.stdout + r.stderr)  # iterations 1-3 are not run again
+    table = pq.read_table(out / "metrics.parquet").to_pydict()
+    assert table["iteration"] == [1.0, 2.0, 3.0, 4.0, 5.0]

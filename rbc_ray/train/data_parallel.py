@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -83,8 +84,58 @@ def _check_sizes(num_workers: int, iterations: int) -> None:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
 
 
+CHECKPOINT_EVERY = 10
+"""Ray Train runs checkpoint every this many iterations and at the end (as Tune trials do)."""
+
+
+def _rank_file(rank: int) -> str:
+    return f"trainer_rank{rank}.pt"
+
+
+def save_worker_state(trainer: Trainer, rows: list[dict[str, Any]], folder: str | os.PathLike, rank: int) -> None:
+    """This worker's part of a data-parallel checkpoint: its whole Trainer state (networks, Adam,
+    curriculum position, its own RNG streams) as trainer_rank{rank}.pt; rank 0 adds the networks
+    alone (policies.pt) and every iteration's metrics so far (metrics.parquet)."""
+    from ..results import MetricsWriter
+
+    folder = Path(folder)
+    torch.save(trainer.state_dict(), folder / _rank_file(rank))
+    if rank == 0:
+        policies = {kind: net.state_dict() for kind, net in trainer.policies.items()}
+        torch.save({"policies": policies, "config": trainer.cfg.to_dict()}, folder / "policies.pt")
+        writer = MetricsWriter(folder)
+        writer.rows = []
+        for row in rows:
+            writer.append(row)
+
+
+def check_checkpoint(folder: str | os.PathLike, world: int) -> None:
+    """A clear error unless `folder` is a data-parallel checkpoint written by `world` workers."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"checkpoint folder {str(folder)!r} does not exist")
+    written = {p.name for p in folder.glob("trainer_rank*.pt")}
+    if not written:
+        raise ValueError(f"{str(folder)!r} holds no data-parallel checkpoint (no trainer_rank*.pt)")
+    if written != {_rank_file(r) for r in range(world)}:
+        raise ValueError(f"checkpoint {str(folder)!r} was written by {len(written)} data-parallel workers; "
+                         f"resume it with {len(written)} workers (--workers {len(written)}), not {world}")
+
+
+def restore_worker_state(trainer: Trainer, folder: str | os.PathLike, rank: int, world: int) -> list[dict[str, Any]]:
+    """Load this worker's state from a checkpoint written by `world` workers; returns the metrics rows
+    so far (rank 0; [] elsewhere). A checkpoint from another worker count is a clear error."""
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    check_checkpoint(folder, world)
+    trainer.load_state_dict(torch.load(folder / _rank_file(rank), map_location="cpu", weights_only=False))
+    metrics = folder / "metrics.parquet"
+    return pq.read_table(metrics).to_pylist() if rank == 0 and metrics.exists() else []
+
+
 def _local_worker(rank: int, world: int, init_method: str, values: dict[str, Any], iterations: int,
-                  out_dir: str) -> None:
+                  out_dir: str, checkpoint_dir: str | None, resume_from: str | None) -> None:
     """One process of `run_local`: join the gloo group, train, save metrics and networks."""
     torch.set_num_threads(1)
     if init_method.startswith("tcp://127."):  # keep gloo's own sockets on loopback too
@@ -92,7 +143,12 @@ def _local_worker(rank: int, world: int, init_method: str, values: dict[str, Any
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         trainer = data_parallel_trainer(ExperimentConfig.from_dict(values))
-        metrics = [dict(trainer.train_iteration()) for _ in range(iterations)]
+        metrics = restore_worker_state(trainer, resume_from, rank, world) if resume_from else []
+        while trainer.iteration < iterations:
+            metrics.append(dict(trainer.train_iteration()))
+        if checkpoint_dir:
+            Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            save_worker_state(trainer, metrics, checkpoint_dir, rank)
         policies = {kind: {k: v.detach().cpu() for k, v in net.state_dict().items()}
                     for kind, net in trainer.policies.items()}
         torch.save({"rank": rank, "metrics": metrics, "policies": policies}, f"{out_dir}/rank{rank}.pt")
@@ -101,44 +157,54 @@ def _local_worker(rank: int, world: int, init_method: str, values: dict[str, Any
 
 
 def run_local(cfg: ExperimentConfig, num_workers: int, iterations: int, host: str = "127.0.0.1",
-              port: int | None = None) -> list[dict[str, Any]]:
+              port: int | None = None, checkpoint_dir: str | None = None,
+              resume_from: str | None = None) -> list[dict[str, Any]]:
     """Train `cfg` data-parallel in `num_workers` processes on this machine (gloo over `host`, no
-    Ray) for `iterations` iterations. Returns per rank {"rank", "metrics" (one dict per iteration),
-    "policies" (each type's state_dict)}."""
+    Ray) until `iterations` iterations are done. Returns per rank {"rank", "metrics" (one dict per
+    iteration; rank 0's include those before a resume), "policies" (each type's state_dict)}.
+    `checkpoint_dir`: write the final state there (the same files as a Ray Train checkpoint);
+    `resume_from`: start from such a folder instead of from scratch."""
     import socket
     import tempfile
 
     import torch.multiprocessing as mp
 
     _check_sizes(num_workers, iterations)
+    if resume_from is not None:
+        check_checkpoint(resume_from, num_workers)
     if port is None:
         with socket.socket() as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="rbc-ray-dp-") as out_dir:
         mp.spawn(_local_worker, args=(num_workers, f"tcp://{host}:{port}", cfg.to_dict(), iterations,
-                                      out_dir), nprocs=num_workers, join=True)
+                                      out_dir, checkpoint_dir, resume_from), nprocs=num_workers, join=True)
         return [torch.load(f"{out_dir}/rank{r}.pt", weights_only=False) for r in range(num_workers)]
 
 
 def _ray_train_loop(config: dict[str, Any]) -> None:
-    """Ray Train's per-worker loop: train, report every iteration (rank 0 prints a progress line);
-    the last report carries rank 0's networks (policies.pt) and its metrics table (metrics.parquet)
-    as the checkpoint."""
+    """Ray Train's per-worker loop: restore Train's latest checkpoint if there is one (a restarted
+    worker group, or a resumed run), train, report every iteration (rank 0 prints a progress line)
+    and checkpoint every `checkpoint_every` iterations and at the end (`save_worker_state`)."""
     import tempfile
 
     import ray.train
 
     from ..launch import format_progress, quiet_ray_worker_logs
-    from ..results import MetricsWriter
 
     quiet_ray_worker_logs()  # again: Train configures its worker loggers after the setup hook ran
-
     torch.set_num_threads(max(1, int(config["torch_threads"])))
     trainer = data_parallel_trainer(ExperimentConfig.from_dict(config["experiment"]))
     world, rank = dist.get_world_size(), dist.get_rank()
-    rows = []
-    for i in range(int(config["iterations"])):
+    rows: list[dict[str, Any]] = []
+    latest = ray.train.get_checkpoint()
+    if latest is not None:
+        with latest.as_directory() as d:
+            rows = restore_worker_state(trainer, d, rank, world)
+    total, every = int(config["iterations"]), int(config.get("checkpoint_every", CHECKPOINT_EVERY))
+    reported = False
+    while trainer.iteration < total:
+        reported = True
         metrics = dict(trainer.train_iteration())
         metrics["workers"] = world
         rows.append(metrics)
@@ -146,38 +212,44 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
             # not print: Ray Train routes a worker's print through its logger, which echoes it twice
             sys.stdout.write(format_progress(metrics) + "\n")
             sys.stdout.flush()
-        if i + 1 < int(config["iterations"]):
+        if trainer.iteration < total and trainer.iteration % every:
             ray.train.report(metrics)
             continue
+        with tempfile.TemporaryDirectory() as tmp:  # every rank's files merge into one checkpoint
+            save_worker_state(trainer, rows, tmp, rank)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    if not reported:  # resumed a finished run: nothing to train, report where it stands
         with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if rank == 0:
-                policies = {kind: net.state_dict() for kind, net in trainer.policies.items()}
-                torch.save({"policies": policies, "config": config["experiment"]}, f"{tmp}/policies.pt")
-                writer = MetricsWriter(tmp)
-                for row in rows:
-                    writer.append(row)
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+            save_worker_state(trainer, rows, tmp, rank)
+            ray.train.report(rows[-1] if rows else {"iteration": trainer.iteration},
+                             checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
 def run_ray_train(cfg: ExperimentConfig, num_workers: int, iterations: int, storage_path: str,
                   name: str = "rbc_data_parallel", use_gpu: bool = False, torch_threads: int = 1,
-                  progress: bool = False) -> Any:
+                  progress: bool = False, checkpoint_every: int = CHECKPOINT_EVERY,
+                  max_failures: int = 0) -> Any:
     """Train `cfg` data-parallel on `num_workers` Ray Train workers (TorchTrainer: gloo on CPU, NCCL
-    on GPUs) for `iterations` iterations, on the Ray that is already initialised (local or a cluster).
-    Returns Ray Train's Result: `.metrics` is rank 0's last iteration, `.checkpoint` holds its
-    networks (policies.pt) and every iteration's metrics (metrics.parquet). `progress`: rank 0
-    prints a line per iteration."""
-    from ray.train import RunConfig, ScalingConfig
+    on GPUs) until `iterations` iterations are done, on the Ray that is already initialised (local or
+    a cluster). Returns Ray Train's Result: `.metrics` is rank 0's last iteration, `.checkpoint`
+    holds every worker's state, rank 0's networks (policies.pt) and every iteration's metrics
+    (metrics.parquet). A run found under storage_path/name continues from its latest checkpoint
+    (Ray Train's own restore), exactly as if it had not stopped; so does a worker group that Ray
+    Train restarts after a failure (up to `max_failures` times). `progress`: rank 0 prints a line
+    per iteration."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     _check_sizes(num_workers, iterations)
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     job = TorchTrainer(
         _ray_train_loop,
         train_loop_config={"experiment": cfg.to_dict(), "iterations": iterations, "torch_threads": torch_threads,
-                           "progress": progress},
+                           "progress": progress, "checkpoint_every": checkpoint_every},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker={"CPU": torch_threads}),
-        run_config=RunConfig(name=name, storage_path=storage_path))
+        run_config=RunConfig(name=name, storage_path=storage_path,
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             failure_config=FailureConfig(max_failures=max_failures)))
     return job.fit()
