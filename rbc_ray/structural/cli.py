@@ -43,7 +43,7 @@ def add_srl_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_srl(args: argparse.Namespace) -> int:
-    """Handler of `rbc-ray srl`: exit 0 on success, 2 on bad input."""
+    """Handler of `rbc-ray srl`: exit 0 on success, 2 on bad input, 1 if training diverged."""
     from .api import solve
     from .config import calibration
     from .diagnostics import safe
@@ -54,7 +54,13 @@ def run_srl(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"rbc-ray srl: error: {e}", file=sys.stderr)
         return 2
-    result = solve(args.model, overrides, smoke=args.smoke, verbose=not args.quiet)
+    from .solver import SRLDivergedError
+
+    try:
+        result = solve(args.model, overrides, smoke=args.smoke, verbose=not args.quiet)
+    except SRLDivergedError as e:
+        print(f"rbc-ray srl: error: {e}", file=sys.stderr)
+        return 1
     if args.out:
         from .report import write_outputs
         write_outputs(result, args.out)

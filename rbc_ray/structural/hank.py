@@ -63,6 +63,8 @@ class HANK(HouseholdModel):
         pi0 = (cal.epsilon / cal.theta) * (mc - (cal.epsilon - 1) / cal.epsilon)
         self.pi_first, self.pi_incr = policy.to_params(pi0.clamp(-cal.pi_max, cal.pi_max).T.contiguous())
         self.params = [self.first, self.incr, self.h_first, self.h_incr, self.pi_first, self.pi_incr]
+        self.param_names = ("share_first", "share_incr", "hours_first", "hours_incr", "inflation_first",
+                            "inflation_incr")
         self.clip_groups = [[self.first, self.incr, self.h_first, self.h_incr], [self.pi_first, self.pi_incr]]
         self.lr_scales = [1.0, 1.0, 1.0, 1.0, cal.lr_firm_scale, cal.lr_firm_scale]
         # on CPU the rollout is one C++ pass (fused.py); the clearing schedule and the households'

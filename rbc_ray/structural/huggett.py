@@ -69,6 +69,7 @@ class Huggett(HouseholdModel):
         self.c_max = self.cash[:, :, None] - q[None, None, :] * cal.borrowing_limit  # [nz, J, nr]
         self.first, self.incr = policy.to_params(self._initial_share())
         self.params = [self.first, self.incr]
+        self.param_names = ("share_first", "share_incr")  # consumption share: first price node, increments
         self.lookup = (fused.asset_lookup(cal.borrowing_limit, cal.b_max, cal.n_b)
                        if fused.wanted(cal, self.device) else None)
         self.fused = self.lookup is not None

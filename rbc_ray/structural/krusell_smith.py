@@ -46,6 +46,7 @@ class KrusellSmith(HouseholdModel):
         self.y_j = self.y_grid.repeat(nb)
         self.first, self.incr = policy.to_params(self._initial_share())
         self.params = [self.first, self.incr]
+        self.param_names = ("share_first", "share_incr")  # consumption share: first price node, increments
         self.lookup = (fused.asset_lookup(cal.borrowing_limit, cal.b_max, cal.n_b)
                        if fused.wanted(cal, self.device) else None)
         self.fused = self.lookup is not None

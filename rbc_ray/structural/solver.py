@@ -5,6 +5,7 @@ Model-agnostic: a model (huggett.py, krusell_smith.py, hank.py) supplies
   project() and T. The loop is Adam + global-norm clipping + exponential learning-rate decay after
 the warm-up; warm-up epochs start from the model's fixed initial distribution, later epochs from the
 previous epoch's final distribution; converged when the 0.999-quantile of |delta theta| < e_converge.
+NaN or inf in the objective or a gradient stops training with `SRLDivergedError` before the step.
 """
 
 from __future__ import annotations
@@ -46,6 +47,26 @@ class TrainLog:
 
     def as_columns(self) -> dict[str, list]:
         return {k: list(v) for k, v in self.__dict__.items()}
+
+
+class SRLDivergedError(FloatingPointError):
+    """NaN or inf in SRL training (the objective or a gradient): training stops, saying where."""
+
+
+def _diagnosis(model: Model, epoch: int, objective: float, lr: float) -> str:
+    """Which quantity went non-finite, in the model's parameter names, and what to try."""
+    names = getattr(model, "param_names", None) or [f"params[{i}]" for i in range(len(model.params))]
+    bad = []
+    for name, p in zip(names, model.params):
+        if p.grad is not None:
+            n_bad = int((~torch.isfinite(p.grad)).sum())
+            if n_bad:
+                bad.append(f"{name} ({n_bad} of {p.grad.numel()} entries)")
+    where = f"the objective is {objective}" if not math.isfinite(objective) else "the objective is finite"
+    grads = ("; non-finite gradient of " + ", ".join(bad)) if bad else ""
+    return (f"SRL training diverged at epoch {epoch}: {where}{grads} (learning rate {lr:.3g}). The policy was "
+            f"not updated. Check the calibration (c_min > 0, prices and grids where cash on hand stays "
+            f"positive) or lower lr.")
 
 
 def horizon(beta: float, e_trunc: float) -> int:
@@ -91,7 +112,14 @@ def train(model: Model, progress: Any = None) -> tuple[bool, int, TrainLog, dict
         opt.zero_grad(set_to_none=True)
         (-objective).backward()
         groups = getattr(model, "clip_groups", [model.params])  # HANK: households and firm apart
-        gnorm = sum(float(torch.nn.utils.clip_grad_norm_(grp, cal.clip_norm)) for grp in groups)
+        # clip_grad_norm_ in two steps, so that a non-finite gradient is diagnosed before clipping
+        # smears it (inf norm: every gradient times 0 or NaN)
+        norms = [torch.nn.utils.get_total_norm([p.grad for p in grp if p.grad is not None]) for grp in groups]
+        gnorm = sum(float(n) for n in norms)
+        if not (math.isfinite(gnorm) and math.isfinite(float(objective.detach()))):
+            raise SRLDivergedError(_diagnosis(model, epoch, float(objective.detach()), lr))
+        for grp, norm in zip(groups, norms):
+            torch.nn.utils.clip_grads_with_norm_(grp, cal.clip_norm, norm)
         before = [p.detach().clone() for p in model.params]
         opt.step()
         model.project()
