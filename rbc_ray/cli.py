@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .failures import TrainingFailed
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -126,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"rbc-ray {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except TrainingFailed as err:  # a run that failed (diverged training): one line, exit 1
+        print(f"rbc-ray {args.command}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

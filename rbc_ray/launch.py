@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .failures import TrainingFailed, root_cause
 from .results import MetricsWriter, plot_training
 
 LOCAL_NODE_IP = "127.0.0.2"  # Ray rewrites 127.0.0.1 to the interface address; bind loopback
@@ -35,6 +36,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     else:
         ray.init(_node_ip_address=LOCAL_NODE_IP, num_cpus=num_cpus or os.cpu_count(),
                  include_dashboard=False, runtime_env=env, log_to_driver=True)
+
+
+def _raise_failure(error: BaseException, where: Path) -> None:
+    raise TrainingFailed(f"training failed: {root_cause(error)} (Ray's full report: {where})")
 
 
 def quiet_ray_worker_logs() -> None:
@@ -162,7 +167,7 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
     grid = tuner.fit()
     result = grid[0]
     if result.error:
-        raise RuntimeError(f"training failed: {result.error}")
+        _raise_failure(result.error, Path(result.path) / "error.txt")
     plots = plot_training(out_dir)
     print(f"rbc-ray: metrics {out_dir / 'metrics.parquet'}; plots {plots[0].parent}; "
           f"checkpoint {result.checkpoint.path if result.checkpoint else '-'}", flush=True)
@@ -202,7 +207,7 @@ def run_train_data_parallel(config_path: str, overrides: list[str], out: str | N
                            use_gpu=str(t.device).startswith("cuda"), torch_threads=max(1, int(t.torch_threads)),
                            progress=True, max_failures=max_failures)
     if result.error:
-        raise RuntimeError(f"training failed: {result.error}")
+        _raise_failure(result.error, out_dir / "raytrain" / experiment.name)
     with result.checkpoint.as_directory() as d:
         for name in ("metrics.parquet", "policies.pt"):
             shutil.copy(Path(d) / name, out_dir / name)

@@ -109,6 +109,17 @@ def test_pbt_mutation_of_unknown_key_is_named(tmp_path):
     assert "policies.consumer.lrr" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_diverged_training_exits_1_with_the_diagnosis_in_one_line(tmp_path):
+    # firm rewards x 1e38 overflow float32: the trainer stops at once, naming the type and quantity
+    r = rbc_ray("train", SMOKE, "--out", str(tmp_path / "div"), "--set", "policies.firm.reward_scale=1e-38",
+                "--set", "curriculum.firm_start=0")
+    assert r.returncode == 1, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("rbc-ray train: training failed: TrainingDivergedError: firm ")
+    assert "nan" in last and "error.txt" in last
+    assert "rbc_ray/cli.py" not in r.stderr  # no driver-side traceback (Tune logs the trial's own)
+
+
 def test_bad_worker_counts_exit_2_naming_the_flag():
     r = rbc_ray("train", SMOKE, "--workers", "0")
     assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
