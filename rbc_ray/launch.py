@@ -132,18 +132,21 @@ def _run_config(out: Path, name: str, callback, stop: dict | None = None):
 
 
 def _prepare_train(config_path: str, overrides: list[str], out: str | None):
-    """(raw YAML without `tune`, validated experiment, OUT with config.yaml written): validation
-    happens before Ray starts."""
+    """(raw YAML without `tune`, validated experiment, OUT): validation happens before Ray starts;
+    `_write_config` then puts config.yaml in OUT."""
     from .train.config import load_experiment
 
     raw = read_yaml(config_path)
     raw.pop("tune", None)
     experiment, _ = load_experiment(raw, overrides)
     out_dir = Path(out or f"results/{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    return raw, experiment, out_dir
+
+
+def _write_config(out_dir: Path, experiment) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "config.yaml", "w") as fh:
         yaml.safe_dump(experiment.to_dict(), fh, sort_keys=False)
-    return raw, experiment, out_dir
 
 
 def run_train(config_path: str, overrides: list[str], out: str | None, address: str | None,
@@ -152,6 +155,7 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
     from ray import tune
 
     raw, experiment, out_dir = _prepare_train(config_path, overrides, out)
+    _write_config(out_dir, experiment)
     name = experiment.name
     print(f"rbc-ray: results go to {out_dir}", flush=True)
     threads = max(1, int(experiment.train.torch_threads))
@@ -198,6 +202,7 @@ def run_train_data_parallel(config_path: str, overrides: list[str], out: str | N
                          key=lambda p: p.stat().st_mtime) if resume else []
     if checkpoints:  # Ray Train restores the latest; check it fits this worker count before starting
         check_checkpoint(checkpoints[-1], workers)
+    _write_config(out_dir, experiment)
     t = experiment.train
     print(f"rbc-ray: results go to {out_dir} ({workers} data-parallel workers"
           f"{', resuming ' + checkpoints[-1].name if checkpoints else ''})", flush=True)

@@ -150,8 +150,10 @@ def test_train_with_two_data_parallel_workers_writes_results(tmp_path):
         assert len(re.findall(rf"iter +{it} +episodes", log)) == 1, log[-3000:]
     assert "Failed to query Ray Train Controller" not in log and "Reporting training result" not in log
     # the same --out again: refused without --resume; with it, the run continues from its checkpoint
-    r = rbc_ray("train", SMOKE, "--workers", "2", "--out", str(out), "--set", "train.total_episodes=30")
+    config_before = (out / "config.yaml").read_text()
+    r = rbc_ray("train", SMOKE, "--workers", "2", "--out", str(out), "--set", "train.total_episodes=40")
     assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "config.yaml").read_text() == config_before  # the old run's config is left alone
     r = rbc_ray("train", SMOKE, "--workers", "2", "--out", str(out), "--resume", "--set", "train.total_episodes=50")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "resuming checkpoint_" in r.stdout
