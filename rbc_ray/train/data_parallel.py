@@ -103,8 +103,8 @@ def save_worker_state(trainer: Trainer, rows: list[dict[str, Any]], folder: str 
     if rank == 0:
         policies = {kind: net.state_dict() for kind, net in trainer.policies.items()}
         torch.save({"policies": policies, "config": trainer.cfg.to_dict()}, folder / "policies.pt")
+        (folder / "metrics.parquet").unlink(missing_ok=True)  # the table is rows, not rows appended to it
         writer = MetricsWriter(folder)
-        writer.rows = []
         for row in rows:
             writer.append(row)
 
@@ -202,9 +202,15 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
         with latest.as_directory() as d:
             rows = restore_worker_state(trainer, d, rank, world)
     total, every = int(config["iterations"]), int(config.get("checkpoint_every", CHECKPOINT_EVERY))
-    reported = False
+
+    def report_with_checkpoint(metrics: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:  # every rank's files merge into one checkpoint
+            save_worker_state(trainer, rows, tmp, rank)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    if trainer.iteration >= total:  # resumed a finished run: nothing to train, report where it stands
+        report_with_checkpoint(rows[-1] if rows else {"iteration": trainer.iteration})
     while trainer.iteration < total:
-        reported = True
         metrics = dict(trainer.train_iteration())
         metrics["workers"] = world
         rows.append(metrics)
@@ -214,15 +220,8 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
             sys.stdout.flush()
         if trainer.iteration < total and trainer.iteration % every:
             ray.train.report(metrics)
-            continue
-        with tempfile.TemporaryDirectory() as tmp:  # every rank's files merge into one checkpoint
-            save_worker_state(trainer, rows, tmp, rank)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-    if not reported:  # resumed a finished run: nothing to train, report where it stands
-        with tempfile.TemporaryDirectory() as tmp:
-            save_worker_state(trainer, rows, tmp, rank)
-            ray.train.report(rows[-1] if rows else {"iteration": trainer.iteration},
-                             checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        else:
+            report_with_checkpoint(metrics)
 
 
 def run_ray_train(cfg: ExperimentConfig, num_workers: int, iterations: int, storage_path: str,
