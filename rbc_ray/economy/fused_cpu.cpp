@@ -7,6 +7,9 @@
 // parallel on torch's intra-op threads, and the [F, N] utility loop vectorises (AVX2 when built so).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -17,33 +20,96 @@
 
 namespace {
 
-// Branch-free float x^k = exp2(k log2 x) (Cephes logf and exp2f polynomials, evaluated by
-// Estrin's scheme for instruction-level parallelism; about 7e-7 relative) so that the utility loop
-// vectorises (with -fno-trapping-math); x must be positive and normal (here x = c + 1 >= 1), and
-// x = 1 gives exactly 1. float64 uses the C library.
+// Branch-free float x^k for x >= 1 (here x = c + 1). x^k = x^m 2^(f log2 x) with m = k rounded
+// (0 or 1) and |f| <= 1/2: the exp2 argument stays within +-64 (no clamping) and log2's error is
+// scaled down by |f| (0.1 at the default eta). log: x = 2^e m', ln m' = 2 atanh(u),
+// u = (m'-1)/(m'+1), |u| <= 0.172, odd polynomial; exp2: round to nearest by adding 1.5 2^23 (its
+// bits minus those of 1.5 2^23 are the integer), degree-5 polynomial on [-1/2, 1/2] (Estrin), the
+// integer added to the exponent bits. About 2e-7 relative; x = 1 gives exactly 1. Other k (m not 0
+// or 1) and float64 use the C library.
+constexpr float kRoundMagic = 12582912.0f;  // 1.5 2^23: t + this rounds t to an integer
+constexpr int32_t kRoundMagicBits = 0x4b400000;
 inline float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
 inline int32_t float_to_bits(float x) { return __builtin_bit_cast(int32_t, x); }
-inline float fast_pow(float x, float k) {
+inline float fast_pow_split(float x, float f, float f_log2e, bool times_x) {
   const int32_t ix = float_to_bits(x);
-  const int32_t ei = (ix - 0x3f3504f3) >> 23;          // x = 2^ei m with m in [sqrt(1/2), sqrt(2))
-  const float m = bits_to_float(ix - (ei << 23)) - 1.0f;
-  const float z = m * m, z2 = z * z, z4 = z2 * z2;
-  const float q0 = (-1.6668057665e-1f * m + 2.0000714765e-1f) * z + (-2.4999993993e-1f * m + 3.3333331174e-1f);
-  const float q1 = (-1.1514610310e-1f * m + 1.1676998740e-1f) * z + (-1.2420140846e-1f * m + 1.4249322787e-1f);
-  const float poly = 7.0376836292e-2f * z4 + (q1 * z2 + q0);
-  const float ln_m = m * z * poly - 0.5f * z + m;
-  float t = k * (static_cast<float>(ei) + ln_m * 1.44269504088896341f);  // k log2 x
-  t = std::min(std::max(t, -125.0f), 126.0f);       // keeps p 2^n a normal float
-  const float n = __builtin_floorf(t + 0.5f);
-  const float f = t - n, f2 = f * f, f4 = f2 * f2;  // f in [-0.5, 0.5]
-  const float p = (1.535336188319500e-4f * f2 + (1.339887440266574e-3f * f + 9.618437357674640e-3f)) * f4 +
-                  ((5.550332471162809e-2f * f + 2.402264791363012e-1f) * f2 + (6.931472028550421e-1f * f + 1.0f));
-  return bits_to_float(float_to_bits(p) + (static_cast<int32_t>(n) << 23));  // p 2^n
+  const int32_t ei = (ix - 0x3f3504f3) >> 23;  // x = 2^ei m' with m' in [sqrt(1/2), sqrt(2))
+  const float mp = bits_to_float(ix - (ei << 23));
+  const float u = (mp - 1.0f) / (mp + 1.0f), u2 = u * u;
+  const float ln_m = u * ((4.1296188281e-1f * u2 + 6.6652229130e-1f) * u2 + 2.0000002372f);
+  const float t = f * static_cast<float>(ei) + f_log2e * ln_m;  // f log2 x
+  const float big = t + kRoundMagic;
+  const float g = t - (big - kRoundMagic), g2 = g * g;  // g in [-1/2, 1/2]
+  const float p = (6.9314685594e-1f * g + 1.0f) +
+                  g2 * ((5.5508929525e-2f * g + 2.4022238003e-1f) + g2 * (1.3218672482e-3f * g + 9.6716979384e-3f));
+  const int32_t n = float_to_bits(big) - kRoundMagicBits;
+  const float r = bits_to_float(float_to_bits(p) + (n << 23));  // p 2^n
+  return times_x ? r * x : r;
 }
-// out = (c + 1)^k, vectorised.
+#if defined(__AVX2__) && defined(__FMA__)
+// The same arithmetic on 8 x kChains floats at once, written chain by chain so that the chains'
+// independent instructions interleave: one chain alone is latency-bound (on this project's Zen 1
+// cores, 4 chains made the step about 11% faster than the compiler's one-vector loop, 2 chains 5%).
+constexpr int kChains = 4, kBlock = 8 * kChains;
+inline void pow_block(const float* __restrict c, float f, float f_log2e, bool times_x, float* __restrict out) {
+  const __m256 one = _mm256_set1_ps(1.0f), magic = _mm256_set1_ps(kRoundMagic);
+  const __m256 vf = _mm256_set1_ps(f), vfl = _mm256_set1_ps(f_log2e);
+  __m256 x[kChains], u[kChains], t[kChains], big[kChains], g[kChains], p[kChains];
+  __m256i ei[kChains];
+#pragma GCC unroll 8
+  for (int k = 0; k < kChains; ++k) x[k] = _mm256_add_ps(_mm256_loadu_ps(c + 8 * k), one);
+#pragma GCC unroll 8
+  for (int k = 0; k < kChains; ++k) {
+    const __m256i ix = _mm256_castps_si256(x[k]);
+    ei[k] = _mm256_srai_epi32(_mm256_sub_epi32(ix, _mm256_set1_epi32(0x3f3504f3)), 23);
+    const __m256 mp = _mm256_castsi256_ps(_mm256_sub_epi32(ix, _mm256_slli_epi32(ei[k], 23)));
+    u[k] = _mm256_div_ps(_mm256_sub_ps(mp, one), _mm256_add_ps(mp, one));
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < kChains; ++k) {
+    const __m256 u2 = _mm256_mul_ps(u[k], u[k]);
+    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(4.1296188281e-1f), u2, _mm256_set1_ps(6.6652229130e-1f));
+    q = _mm256_fmadd_ps(q, u2, _mm256_set1_ps(2.0000002372f));
+    const __m256 ln_m = _mm256_mul_ps(u[k], q);
+    t[k] = _mm256_fmadd_ps(vf, _mm256_cvtepi32_ps(ei[k]), _mm256_mul_ps(vfl, ln_m));
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < kChains; ++k) {
+    big[k] = _mm256_add_ps(t[k], magic);
+    g[k] = _mm256_sub_ps(t[k], _mm256_sub_ps(big[k], magic));
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < kChains; ++k) {
+    const __m256 g2 = _mm256_mul_ps(g[k], g[k]);
+    const __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(6.9314685594e-1f), g[k], one);
+    const __m256 mid = _mm256_fmadd_ps(_mm256_set1_ps(5.5508929525e-2f), g[k], _mm256_set1_ps(2.4022238003e-1f));
+    const __m256 hi = _mm256_fmadd_ps(_mm256_set1_ps(1.3218672482e-3f), g[k], _mm256_set1_ps(9.6716979384e-3f));
+    p[k] = _mm256_fmadd_ps(g2, _mm256_fmadd_ps(g2, hi, mid), lo);
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < kChains; ++k) {
+    const __m256i n = _mm256_sub_epi32(_mm256_castps_si256(big[k]), _mm256_set1_epi32(kRoundMagicBits));
+    __m256 r = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p[k]), _mm256_slli_epi32(n, 23)));
+    if (times_x) r = _mm256_mul_ps(r, x[k]);
+    _mm256_storeu_ps(out + 8 * k, r);
+  }
+}
+#else
+constexpr int kBlock = 0;  // no AVX2: the scalar loop below, vectorised by the compiler
+inline void pow_block(const float*, float, float, bool, float*) {}
+#endif
+// out = (c + 1)^k.
 inline void power_all(const float* __restrict c, float k, float* __restrict out, int64_t n) {
+  if (k >= -0.5f && k < 1.5f) {
+    const bool times_x = k >= 0.5f;
+    const float f = times_x ? k - 1.0f : k, f_log2e = f * 1.44269504088896341f;
+    int64_t j = 0;
+    for (; kBlock > 0 && j + kBlock <= n; j += kBlock) pow_block(c + j, f, f_log2e, times_x, out + j);
 #pragma omp simd
-  for (int64_t j = 0; j < n; ++j) out[j] = fast_pow(c[j] + 1.0f, k);
+    for (int64_t i = j; i < n; ++i) out[i] = fast_pow_split(c[i] + 1.0f, f, f_log2e, times_x);
+  } else {
+    for (int64_t j = 0; j < n; ++j) out[j] = std::pow(c[j] + 1.0f, k);
+  }
 }
 inline void power_all(const double* c, double k, double* out, int64_t n) {
   for (int64_t j = 0; j < n; ++j) out[j] = std::exp(k * std::log(c[j] + 1.0));
@@ -164,7 +230,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   std::atomic<bool> bad_action{false};
 
   at::parallel_for(0, E, 8, [&](int64_t begin, int64_t end) {
-    std::vector<T> scale(N), usum(N), total(F), ration(F), corp_paid(F), pw(F * N), lab4(4 * F);
+    std::vector<T> cons_scratch(F * N), scale(N), usum(N), total(F), ration(F), corp_paid(F), pw(F * N), lab4(4 * F);
     std::vector<int64_t> employer(N);
     bool bad = false;
     for (int64_t e = begin; e < end; ++e) {
@@ -172,7 +238,9 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       const T* w = wage + e * F;
       const T* y = stock + e * F;
       const T* B = budget + e * N;
-      T* cons = consumed + e * F * N;  // [F, N], firm-major like step.py
+      // consumption [F, N], firm-major like step.py, built in a cache-resident scratch and copied out
+      // once (written in place, the transposing stores missed the cache: the output is fresh memory)
+      T* cons = cons_scratch.data();
       T* h = hours + e * N;
       T* lab = labour + e * F;
       // 1 consumers scale demand to their budget (an index out of range stops the chunk and the
@@ -240,13 +308,12 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
           sp[j] += row[j] * pi;
         }
       }
+      // (c + 1)^(1 - eta) of the whole [F, N] block at once (a rationed-out good has c = 0 and gives
+      // exactly 1)
+      std::memcpy(consumed + e * F * N, cons, F * N * sizeof(T));
+      power_all(cons, one_minus_eta, pw.data(), F * N);
       for (int64_t i = 0; i < F; ++i) {
-        T* row = pw.data() + i * N;
-        if (ration[i] == T(0) || total[i] == T(0)) {  // nothing of good i consumed: (0 + 1)^k = 1
-          std::fill(row, row + N, T(1));
-        } else {
-          power_all(cons + i * N, one_minus_eta, row, N);
-        }
+        const T* row = pw.data() + i * N;
 #pragma omp simd
         for (int64_t j = 0; j < N; ++j) usum[j] += row[j];
       }

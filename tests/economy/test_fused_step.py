@@ -24,6 +24,11 @@ CONFIGS = {
                  "tfp_rho": 0.9, "tfp_sigma": 0.1, "depreciation": 0.05, "investment_base": "budget",
                  "welfare": "consumer", "eta": 0.5},
     "digits_off": {"n_consumers": 20, "n_firms": 4, "digit_encoding": False},
+    # the kernel's three power paths: x^k = x 2^((k-1) log2 x) for k in [1/2, 1) (the default k = 0.9
+    # and "switches"' 0.5 above), 2^(k log2 x) for k in [-1/2, 1/2), the C library below -1/2; N = 45
+    # consumers exercise the 32-float blocks and the remainder loop
+    "eta_0.9": {"n_consumers": 45, "n_firms": 3, "eta": 0.9},
+    "eta_2.5": {"n_consumers": 45, "n_firms": 3, "eta": 2.5},
 }
 
 
