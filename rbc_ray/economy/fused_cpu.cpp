@@ -188,12 +188,17 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   at::Tensor buffer = at::empty({total}, opts);
   T* base = buffer.data_ptr<T>();
   int64_t used = 0;
+  // Each output is a TensorImpl on the buffer's storage, made directly: from_blob (a storage and a
+  // deleter per tensor) cost about 0.6 us each, most of a small step's fixed cost.
+  const c10::Storage& storage = buffer.storage();
   auto carve = [&](at::IntArrayRef sizes) {
     int64_t n = 1;
     for (auto s : sizes) n *= s;
-    at::Tensor view = at::from_blob(base + used, sizes, [keep = buffer](void*) {}, opts);
+    auto impl = c10::make_intrusive<c10::TensorImpl>(c10::Storage(storage), buffer.key_set(), buffer.dtype());
+    impl->set_sizes_contiguous(sizes);
+    impl->set_storage_offset(used);
     used += n;
-    return view;
+    return at::Tensor(std::move(impl));
   };
   auto ef = [&]() { return carve({E, F}); };
   auto en = [&]() { return carve({E, N}); };
