@@ -313,9 +313,9 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
           sp[j] += row[j] * pi;
         }
       }
+      std::memcpy(consumed + e * F * N, cons, F * N * sizeof(T));  // consumption is final here
       // (c + 1)^(1 - eta) of the whole [F, N] block at once (a rationed-out good has c = 0 and gives
       // exactly 1)
-      std::memcpy(consumed + e * F * N, cons, F * N * sizeof(T));
       power_all(cons, one_minus_eta, pw.data(), F * N);
       for (int64_t i = 0; i < F; ++i) {
         const T* row = pw.data() + i * N;
