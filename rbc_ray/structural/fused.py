@@ -36,6 +36,11 @@ def load() -> Any:
     return _EXTENSION.load()
 
 
+def loaded() -> Any:
+    """The extension if a model has already loaded it, else None (never starts a build)."""
+    return _EXTENSION.module
+
+
 def error() -> str | None:
     return _EXTENSION.error
 
@@ -57,9 +62,11 @@ class AssetLookup:
     """Look-up table for the bracket search on any increasing asset grid.
 
     Bucket k of width h (half the smallest grid step) covers [b_min + k h, b_min + (k+1) h) and
-    stores the last node at or below its left edge; the kernel corrects by one comparison with the
-    grid each way, which is exact because a bucket (or a rounding of the bucket index) can straddle
-    at most one node. Raises ValueError when the table would exceed `max_buckets` entries.
+    stores the last node at or below b_min + (k - 1/4) h. The bracket of any b the kernel puts in
+    bucket k is then that node or the next (the bucket widened by a quarter each side still holds
+    at most one node), so the kernel decides with one comparison, provided its float32 bucket index
+    is off by less than a quarter bucket: tables where rounding could reach that raise ValueError,
+    as do tables over `max_buckets` entries (the model then runs the torch rollout).
     """
 
     def __init__(self, b_grid64: torch.Tensor, max_buckets: int = 1 << 22):
@@ -70,7 +77,12 @@ class AssetLookup:
         n = int(math.ceil(span / h)) + 2
         if n > max_buckets:
             raise ValueError(f"asset grid too fine for the look-up table ({n} buckets)")
-        edges = float(g[0]) + h * torch.arange(n, dtype=torch.float64)
+        # float32 error of (b - b_min) / h in buckets: a few roundings of numbers up to n (and up to
+        # max |b| / h before the subtraction), and the grid's own float32 rounding
+        err = 4 * 2.0 ** -24 * (n + float(g.abs().max()) / h)
+        if err > 0.05:
+            raise ValueError(f"asset grid spans too many buckets for a float32 look-up ({n} buckets)")
+        edges = float(g[0]) + h * (torch.arange(n, dtype=torch.float64) - 0.25)
         lut = (torch.searchsorted(g, edges, right=True) - 1).clamp(0, nb - 2)
         self.lut = lut.to(torch.int32).contiguous()
         self.bmin, self.inv_h = float(g[0]), 1.0 / h

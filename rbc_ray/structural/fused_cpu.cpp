@@ -21,7 +21,9 @@
 
 #include <algorithm>
 #include <atomic>
-#if defined(__SSE__)
+#if defined(__AVX2__)
+#include <immintrin.h>
+#elif defined(__SSE__)
 #include <xmmintrin.h>
 #endif
 #include <cmath>
@@ -66,39 +68,105 @@ inline void crra_u(T c, double crra, T& u, T& mu) {
   }
 }
 
-// Bracket of b on the asset grid: lo = last node <= b (clamped to [0, nb-2]) from a uniform look-up
-// table whose buckets are at most half the smallest grid step, then one correction step each way
-// against the grid (exact whatever the rounding of the bucket index). Branch-free: vectorises.
+// Bracket of b on the asset grid. Bucket k = floor((b - bmin) / h) of a uniform look-up table, h
+// at most half the smallest grid step, stores the last node at or below its left edge less a
+// quarter bucket (fused.AssetLookup): the bracket is that node or the next, whichever b has
+// reached, so one comparison decides, exact whatever the rounding of the bucket index. The
+// derived tables below are built once per kernel call (make_locator); for float they are also
+// packed in pairs, so that an AVX2 gather of 64-bit entries fetches two values at once.
 template <typename T>
 struct Locator {
   const T* grid;
-  const int32_t* lut;
   int64_t nb, nlut;
   T bmin, inv_h;
+  std::vector<int32_t> node;        // per bucket: its node
+  std::vector<T> next;              // per bucket: grid[node + 1], the comparison that decides
+  std::vector<T> left, step;        // per node l < nb - 1: grid[l], grid[l + 1] - grid[l]
+  std::vector<uint64_t> node_next;  // float: (node, next) per bucket
+  std::vector<uint64_t> left_step;  // float: (left, step) per node
 };
 
+inline uint64_t pack2(uint32_t lo_bits, uint32_t hi_bits) {
+  return static_cast<uint64_t>(lo_bits) | (static_cast<uint64_t>(hi_bits) << 32);
+}
+
+inline uint32_t float_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+#if defined(__AVX2__)
+// lottery_row for 8 floats at a time: four 64-bit gathers of 4 (bucket -> node and next value;
+// node -> left value and step) where a gather per value took ten 8-wide gathers. Indices are
+// permuted to (0 1 4 5 | 2 3 6 7) so that one in-lane shuffle of the two gathers' halves puts the
+// lanes back in order. Same operations as the scalar loop, so the same bits. Returns the lanes done.
+template <bool WithDw>
+inline int64_t lottery_avx2(const Locator<float>& loc, const float* __restrict bn, int64_t J,
+                            int32_t* __restrict lo, float* __restrict w, float* __restrict dw) {
+  const __m256 b0 = _mm256_set1_ps(loc.grid[0]), b1 = _mm256_set1_ps(loc.grid[loc.nb - 1]);
+  const __m256 bmin = _mm256_set1_ps(loc.bmin), inv_h = _mm256_set1_ps(loc.inv_h);
+  const __m256 kmax = _mm256_set1_ps(static_cast<float>(loc.nlut - 1));
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256i top = _mm256_set1_epi32(static_cast<int32_t>(loc.nb - 2));
+  const __m256i perm = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+  const auto* nn = reinterpret_cast<const long long*>(loc.node_next.data());
+  const auto* ls = reinterpret_cast<const long long*>(loc.left_step.data());
+  int64_t j = 0;
+  for (; j + 8 <= J; j += 8) {
+    const __m256 b = _mm256_loadu_ps(bn + j);
+    const __m256 bc = _mm256_min_ps(_mm256_max_ps(b, b0), b1);
+    const __m256 x = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_sub_ps(bc, bmin), inv_h), zero), kmax);
+    const __m256i k = _mm256_permutevar8x32_epi32(_mm256_cvttps_epi32(x), perm);
+    const __m256 qa = _mm256_castsi256_ps(_mm256_i32gather_epi64(nn, _mm256_castsi256_si128(k), 8));
+    const __m256 qb = _mm256_castsi256_ps(_mm256_i32gather_epi64(nn, _mm256_extracti128_si256(k, 1), 8));
+    const __m256i node = _mm256_castps_si256(_mm256_shuffle_ps(qa, qb, 0x88));
+    const __m256 next = _mm256_shuffle_ps(qa, qb, 0xDD);
+    // the mask is -1 where b has reached the next node
+    __m256i l = _mm256_sub_epi32(node, _mm256_castps_si256(_mm256_cmp_ps(bc, next, _CMP_GE_OQ)));
+    l = _mm256_min_epi32(l, top);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + j), l);
+    const __m256i li = _mm256_permutevar8x32_epi32(l, perm);
+    const __m256 pa = _mm256_castsi256_ps(_mm256_i32gather_epi64(ls, _mm256_castsi256_si128(li), 8));
+    const __m256 pb = _mm256_castsi256_ps(_mm256_i32gather_epi64(ls, _mm256_extracti128_si256(li, 1), 8));
+    const __m256 left = _mm256_shuffle_ps(pa, pb, 0x88), h = _mm256_shuffle_ps(pa, pb, 0xDD);
+    const __m256 raw = _mm256_div_ps(_mm256_sub_ps(bc, left), h);
+    _mm256_storeu_ps(w + j, _mm256_min_ps(_mm256_max_ps(raw, zero), one));
+    if constexpr (WithDw) {
+      const __m256 inside = _mm256_and_ps(
+          _mm256_and_ps(_mm256_cmp_ps(b, b0, _CMP_GE_OQ), _mm256_cmp_ps(b, b1, _CMP_LE_OQ)),
+          _mm256_and_ps(_mm256_cmp_ps(raw, zero, _CMP_GE_OQ), _mm256_cmp_ps(raw, one, _CMP_LE_OQ)));
+      _mm256_storeu_ps(dw + j, _mm256_and_ps(inside, _mm256_div_ps(one, h)));
+    }
+  }
+  return j;
+}
+#endif
+
 // Young's lottery for a whole row: lo[j], the weight w[j] on lo+1 and (WithDw) d w / d b'.
-// Written without branches or short-circuits so that it vectorises (AVX2 gathers).
 template <typename T, bool WithDw>
 inline void lottery_row(const Locator<T>& loc, const T* __restrict bn, int64_t J, int32_t* __restrict lo,
                         T* __restrict w, T* __restrict dw) {
-  const T* __restrict grid = loc.grid;
-  const int32_t* __restrict lut = loc.lut;
-  const T b0 = grid[0], b1 = grid[loc.nb - 1], bmin = loc.bmin, inv_h = loc.inv_h;
+  int64_t j0 = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) j0 = lottery_avx2<WithDw>(loc, bn, J, lo, w, dw);
+#endif
+  const int32_t* __restrict node = loc.node.data();
+  const T* __restrict next = loc.next.data();
+  const T* __restrict left_ = loc.left.data();
+  const T* __restrict step = loc.step.data();
+  const T b0 = loc.grid[0], b1 = loc.grid[loc.nb - 1], bmin = loc.bmin, inv_h = loc.inv_h;
   const int32_t top = static_cast<int32_t>(loc.nb - 2);
   const T kmax = static_cast<T>(loc.nlut - 1);
 #pragma omp simd
-  for (int64_t j = 0; j < J; ++j) {
+  for (int64_t j = j0; j < J; ++j) {
     const T b = bn[j];
     const T bc = std::min(std::max(b, b0), b1);
     const T x = std::min(std::max((bc - bmin) * inv_h, T(0)), kmax);
-    int32_t l = lut[static_cast<int32_t>(x)];
-    l += static_cast<int32_t>(bc >= grid[l + 1]);
-    l = std::min(l, top);
-    l -= static_cast<int32_t>(bc < grid[l]);
-    l = std::max(l, 0);
-    const T left = grid[l], h = grid[l + 1] - left;
-    const T raw = (bc - left) / h;
+    const int32_t k = static_cast<int32_t>(x);
+    const int32_t l = std::min(node[k] + static_cast<int32_t>(bc >= next[k]), top);
+    const T h = step[l];
+    const T raw = (bc - left_[l]) / h;
     lo[j] = l;
     w[j] = std::min(std::max(raw, T(0)), T(1));
     if constexpr (WithDw) {
@@ -146,11 +214,31 @@ inline void utility_row(const T* c, int64_t J, double crra, T cmin, T* u, T* mu)
   else utility_row_k<T, Clamp, WithMu, 0>(c, J, crra, cmin, u, mu);
 }
 
+// Dot product accumulated in double. For float with AVX2, four running sums of four lanes: a
+// single vector sum made each add wait for the one before (a tenth of Huggett's forward). A
+// float product is exact in double, so the fused multiply-add rounds as mul-then-add would.
 template <typename T>
-inline double dot(const T* a, const T* b, int64_t J) {
+inline double dot(const T* __restrict a, const T* __restrict b, int64_t J) {
   double acc = 0.0;
+  int64_t j0 = 0;
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd(), s2 = _mm256_setzero_pd(),
+            s3 = _mm256_setzero_pd();
+    for (; j0 + 16 <= J; j0 += 16) {
+      const float *x = a + j0, *y = b + j0;
+      s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(x)), _mm256_cvtps_pd(_mm_loadu_ps(y)), s0);
+      s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + 4)), _mm256_cvtps_pd(_mm_loadu_ps(y + 4)), s1);
+      s2 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + 8)), _mm256_cvtps_pd(_mm_loadu_ps(y + 8)), s2);
+      s3 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + 12)), _mm256_cvtps_pd(_mm_loadu_ps(y + 12)), s3);
+    }
+    const __m256d s = _mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3));
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+    acc = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+  }
+#endif
 #pragma omp simd reduction(+ : acc)
-  for (int64_t j = 0; j < J; ++j) acc += static_cast<double>(a[j]) * static_cast<double>(b[j]);
+  for (int64_t j = j0; j < J; ++j) acc += static_cast<double>(a[j]) * static_cast<double>(b[j]);
   return acc;
 }
 
@@ -168,15 +256,16 @@ inline double dot_fast(const T* __restrict a, const T* __restrict b, int64_t J) 
   }
 }
 
-// The screening schedule S[k] = dot_fast(B_k, g) at all K nodes (rows of Bz, stride J), four nodes
-// per pass over g: four independent accumulator chains instead of one, so the fused multiply-adds
-// are not waiting on each other's latency (one chain per dot was a fifth of Huggett's forward).
+// Screening values S[k] = dot_fast(B_k, g) of nodes [k0, k0 + n) (rows of Bz, stride J), four
+// nodes per pass over g when n = 4: four independent accumulator chains instead of one, so the
+// fused multiply-adds are not waiting on each other's latency. clear_schedule takes the nodes in
+// the same blocks (fours from node 0, then ones) however far it screens, so a node's value is fixed.
 template <typename T>
-inline void screen_all(const T* __restrict Bz, int64_t K, const T* __restrict g, int64_t J, double* S) {
-  int64_t k = 0;
+inline void screen_block(const T* __restrict Bz, int64_t k0, int64_t n, const T* __restrict g, int64_t J,
+                         double* S) {
   if constexpr (!std::is_same_v<T, double>) {
-    for (; k + 4 <= K; k += 4) {
-      const T *b0 = Bz + k * J, *b1 = b0 + J, *b2 = b1 + J, *b3 = b2 + J;
+    if (n == 4) {
+      const T *b0 = Bz + k0 * J, *b1 = b0 + J, *b2 = b1 + J, *b3 = b2 + J;
       float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
 #pragma omp simd reduction(+ : a0, a1, a2, a3)
       for (int64_t j = 0; j < J; ++j) {
@@ -186,30 +275,48 @@ inline void screen_all(const T* __restrict Bz, int64_t K, const T* __restrict g,
         a2 = std::fma(b2[j], gj, a2);
         a3 = std::fma(b3[j], gj, a3);
       }
-      S[k] = a0;
-      S[k + 1] = a1;
-      S[k + 2] = a2;
-      S[k + 3] = a3;
+      S[k0] = a0;
+      S[k0 + 1] = a1;
+      S[k0 + 2] = a2;
+      S[k0 + 3] = a3;
+      return;
     }
   }
-  for (; k < K; ++k) S[k] = dot_fast<T>(Bz + k * J, g, J);
+  for (int64_t k = k0; k < k0 + n; ++k) S[k] = dot_fast<T>(Bz + k * J, g, J);
 }
 
-// Both histograms moved by the same lottery in one pass (g may be null: only d moves).
+// Block size for the next screened node (fours while they fit, for float).
+template <typename T>
+inline int64_t screen_step(int64_t done, int64_t K) {
+  return (!std::is_same_v<T, double> && done + 4 <= K) ? 4 : 1;
+}
+
+// Both histograms moved by the same lottery in one pass. Scalar read-modify-writes, so the cost is
+// instructions per state: the spec's three income states get a compile-time stride and the
+// pointers are __restrict (otherwise each state reloaded its mass after every store).
+template <typename T, int NY>
+inline void scatter2_fixed(const T* __restrict m1, const T* __restrict m2, const int32_t* __restrict lo,
+                           const T* __restrict w, int64_t nb, int64_t ny, T* __restrict tmp1, T* __restrict tmp2) {
+  const int64_t stride = NY > 0 ? NY : ny;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t y = 0; y < stride; ++y) {
+      const int64_t j = b * stride + y;
+      const int64_t i0 = static_cast<int64_t>(lo[j]) * stride + y;
+      const T a = m1[j], c = m2[j], wj = w[j];
+      const T hi1 = a * wj, hi2 = c * wj;
+      tmp1[i0] += a - hi1;
+      tmp1[i0 + stride] += hi1;
+      tmp2[i0] += c - hi2;
+      tmp2[i0 + stride] += hi2;
+    }
+  }
+}
+
 template <typename T>
 inline void scatter2_row(const T* m1, const T* m2, const int32_t* lo, const T* w, int64_t nb, int64_t ny,
                          T* tmp1, T* tmp2) {
-  for (int64_t b = 0; b < nb; ++b) {
-    for (int64_t y = 0; y < ny; ++y) {
-      const int64_t j = b * ny + y;
-      const int64_t i0 = static_cast<int64_t>(lo[j]) * ny + y;
-      const T hi1 = m1[j] * w[j], hi2 = m2[j] * w[j];
-      tmp1[i0] += m1[j] - hi1;
-      tmp1[i0 + ny] += hi1;
-      tmp2[i0] += m2[j] - hi2;
-      tmp2[i0 + ny] += hi2;
-    }
-  }
+  if (ny == 3) scatter2_fixed<T, 3>(m1, m2, lo, w, nb, ny, tmp1, tmp2);
+  else scatter2_fixed<T, 0>(m1, m2, lo, w, nb, ny, tmp1, tmp2);
 }
 
 // Scatter of a row's mass by the lottery (before the income transition): tmp[lo*ny + y] += m (1-w),
@@ -235,8 +342,25 @@ inline void mix_forward(const T* __restrict tmp, const T* __restrict P, int64_t 
   if (ny == 3) {
     const T p00 = P[0], p01 = P[1], p02 = P[2], p10 = P[3], p11 = P[4], p12 = P[5], p20 = P[6], p21 = P[7],
             p22 = P[8];
+    int64_t b0 = 0;
+#if defined(__AVX2__)
+    // float: one asset node per 4-lane step, out[b, :] = a0 P[0, :] + a1 P[1, :] + a2 P[2, :] (same
+    // products and order as below). Vectorising across nodes needed a shuffle per stride-3 access;
+    // this is a third of the instructions. The 4th lane lands on the next node's first slot, which
+    // the next step overwrites, so the last node is left to the scalar loop.
+    if constexpr (std::is_same_v<T, float>) {
+      const __m128 r0 = _mm_setr_ps(p00, p01, p02, 0.0f), r1 = _mm_setr_ps(p10, p11, p12, 0.0f),
+                   r2 = _mm_setr_ps(p20, p21, p22, 0.0f);
+      for (; b0 + 1 < nb; ++b0) {
+        const float* a = tmp + 3 * b0;
+        const __m128 v = _mm_add_ps(_mm_add_ps(_mm_mul_ps(_mm_set1_ps(a[0]), r0), _mm_mul_ps(_mm_set1_ps(a[1]), r1)),
+                                    _mm_mul_ps(_mm_set1_ps(a[2]), r2));
+        _mm_storeu_ps(out + 3 * b0, v);
+      }
+    }
+#endif
 #pragma omp simd
-    for (int64_t b = 0; b < nb; ++b) {
+    for (int64_t b = b0; b < nb; ++b) {
       const T a0 = tmp[3 * b], a1 = tmp[3 * b + 1], a2 = tmp[3 * b + 2];
       out[3 * b] = a0 * p00 + a1 * p10 + a2 * p20;
       out[3 * b + 1] = a0 * p01 + a1 * p11 + a2 * p21;
@@ -293,6 +417,50 @@ inline double interpolate(const double* S, int64_t K, double target, int64_t lo)
   return std::min(std::max(w, 0.0), 1.0);
 }
 
+// Huggett's clearing: the rate bracket (lr, weight wr on lr + 1) where the bond demand schedule
+// S[k] = B_k . g crosses the target, by `bracket` on the float screening values with the two
+// bracketing nodes then summed exactly (dot, in double) for `interpolate`. The schedule is screened
+// only as far up the rate grid as its first upward crossing: with the exact sums still on either
+// side of the target, the nodes above cannot change the result (interpolate's end rules need every
+// node below or every node above). Otherwise (no crossing, or rounding moved an exact sum across the
+// target) every node is screened and the full rules apply: the same result as screening them all.
+template <typename T>
+inline void clear_schedule(const T* Bz, int64_t K, const T* g, int64_t J, double target, double* S, int64_t& lr,
+                           double& wr) {
+  int64_t done = 0, first = -1;
+  for (int64_t k = 0; k + 1 < K && first < 0; ++k) {
+    while (done < k + 2) {
+      const int64_t n = screen_step<T>(done, K);
+      screen_block<T>(Bz, done, n, g, J, S);
+      done += n;
+    }
+    if ((S[k] - target) < 0.0 && !((S[k + 1] - target) < 0.0)) first = k;
+  }
+  if (first >= 0) {
+    const double s_lo = dot<T>(Bz + first * J, g, J), s_hi = dot<T>(Bz + (first + 1) * J, g, J);
+    const double e_lo = s_lo - target, e_hi = s_hi - target;
+    if (e_lo < 0.0 && !(e_hi < 0.0)) {
+      lr = first;
+      S[lr] = s_lo;
+      S[lr + 1] = s_hi;
+      const double denom = e_hi - e_lo;
+      double w = denom != 0.0 ? -e_lo / denom : 0.0;
+      if (!std::isfinite(w)) w = 0.0;
+      wr = std::min(std::max(w, 0.0), 1.0);
+      return;
+    }
+  }
+  for (; done < K;) {
+    const int64_t n = screen_step<T>(done, K);
+    screen_block<T>(Bz, done, n, g, J, S);
+    done += n;
+  }
+  bracket(S, K, target, lr, wr);
+  S[lr] = dot<T>(Bz + lr * J, g, J);
+  S[lr + 1] = dot<T>(Bz + (lr + 1) * J, g, J);
+  wr = interpolate(S, K, target, lr);
+}
+
 // Paths in parallel on torch's intra-op threads, handed out one at a time (dynamic: on a shared
 // 2-core machine a static half each leaves one thread idle while the other waits for its core).
 // f(n, n + 1) runs each path; thread-local scratch lives inside f.
@@ -336,8 +504,33 @@ Tensor blocked_gradient(int64_t N, int64_t M, const at::TensorOptions& opts, con
 
 template <typename T>
 Locator<T> make_locator(const Tensor& grid, const Tensor& lut, double bmin, double inv_h) {
-  return Locator<T>{grid.data_ptr<T>(), lut.data_ptr<int32_t>(), grid.numel(), lut.numel(),
-                    static_cast<T>(bmin), static_cast<T>(inv_h)};
+  TORCH_CHECK(grid.numel() >= 2 && lut.numel() >= 1 && lut.scalar_type() == at::kInt,
+              "asset look-up: need a grid of at least 2 nodes and an int32 table");
+  Locator<T> loc{grid.data_ptr<T>(), grid.numel(), lut.numel(), static_cast<T>(bmin), static_cast<T>(inv_h)};
+  const T* g = loc.grid;
+  const int32_t* t = lut.data_ptr<int32_t>();
+  const int64_t nb = loc.nb, nlut = loc.nlut;
+  loc.node.resize(nlut);
+  loc.next.resize(nlut);
+  for (int64_t k = 0; k < nlut; ++k) {
+    TORCH_CHECK(t[k] >= 0 && t[k] <= nb - 2, "asset look-up table entry out of range");
+    loc.node[k] = t[k];
+    loc.next[k] = g[t[k] + 1];
+  }
+  loc.left.resize(nb - 1);
+  loc.step.resize(nb - 1);
+  for (int64_t l = 0; l + 1 < nb; ++l) {
+    loc.left[l] = g[l];
+    loc.step[l] = g[l + 1] - g[l];
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    loc.node_next.resize(nlut);
+    for (int64_t k = 0; k < nlut; ++k)
+      loc.node_next[k] = pack2(static_cast<uint32_t>(loc.node[k]), float_bits(loc.next[k]));
+    loc.left_step.resize(nb - 1);
+    for (int64_t l = 0; l + 1 < nb; ++l) loc.left_step[l] = pack2(float_bits(loc.left[l]), float_bits(loc.step[l]));
+  }
+  return loc;
 }
 
 // The caller's buffer for d_t of every period and path, [T, N, J] (fused.py keeps it between epochs:
@@ -460,13 +653,7 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
           node_bracket(s, nr, lr, wr);
         } else {
           zi = s;
-          const T* Bz = Bp + zi * nr * J;
-          screen_all<T>(Bz, nr, g, J, S.data());
-          bracket(S.data(), nr, bond_supply, lr, wr);
-          // exact schedule at the bracketing nodes, then the same interpolation rule
-          S[lr] = dot<T>(Bz + lr * J, g, J);
-          S[lr + 1] = dot<T>(Bz + (lr + 1) * J, g, J);
-          wr = interpolate(S.data(), nr, bond_supply, lr);
+          clear_schedule<T>(Bp + zi * nr * J, nr, g, J, bond_supply, S.data(), lr, wr);
         }
         const T w = static_cast<T>(wr);
         const T r = rg[lr] * (T(1) - w) + rg[lr + 1] * w;
@@ -1599,6 +1786,53 @@ Tensor hank_backward(Tensor gobj, Tensor share, Tensor hours, Tensor w_grid, Ten
   return out;
 }
 
+// Markov chain paths: row t of the result [T, N] is the state at t; the next state is the first node
+// whose cumulative probability (cum [n, n], rows ending above 1) reaches the uniform draw u [T, N],
+// which is what torch.searchsorted returns (grids.simulate_chain's torch loop is the definition).
+Tensor simulate_chain(Tensor cum, Tensor start, Tensor u) {
+  check_cpu({cum, start, u});
+  TORCH_CHECK(cum.scalar_type() == at::kDouble && u.scalar_type() == at::kDouble && start.scalar_type() == at::kLong &&
+                  cum.dim() == 2 && cum.size(0) == cum.size(1) && u.dim() == 2 && start.dim() == 1 &&
+                  u.size(1) == start.size(0),
+              "simulate_chain: cum [n, n] and u [T, N] float64, start [N] int64");
+  const Tensor c = cum.contiguous(), uu = u.contiguous(), s0 = start.contiguous();
+  const int64_t n = c.size(0), T_ = uu.size(0), N = uu.size(1);
+  Tensor out = at::empty({T_, N}, s0.options());
+  const double* cp = c.data_ptr<double>();
+  const double* up = uu.data_ptr<double>();
+  const int64_t* sp = s0.data_ptr<int64_t>();
+  int64_t* op = out.data_ptr<int64_t>();
+  for (int64_t i = 0; i < N; ++i) TORCH_CHECK(sp[i] >= 0 && sp[i] < n, "simulate_chain: start state out of range");
+  for (int64_t k = 0; k < N; ++k) {
+    int64_t state = sp[k];
+    for (int64_t t = 0; t < T_; ++t) {
+      op[t * N + k] = state;
+      const double* row = cp + state * n;
+      const double x = up[t * N + k];
+      int64_t next = 0;
+      while (next < n && row[next] < x) ++next;
+      state = std::min(next, n - 1);
+    }
+  }
+  return out;
+}
+
+// The kernels' Young lottery of b' [M] (lo, weight on lo + 1, d weight / d b'), exposed for tests
+// against distribution.lottery: float rows of 8 take the AVX2 path, the rest the scalar loop.
+std::vector<Tensor> lottery(Tensor b_next, Tensor b_grid, Tensor lut, double bmin, double inv_h) {
+  check_cpu({b_next, b_grid, lut});
+  TORCH_CHECK(b_next.dim() == 1 && b_next.scalar_type() == b_grid.scalar_type(), "lottery: b_next [M] of the grid's dtype");
+  const Tensor bn = b_next.contiguous(), grid = b_grid.contiguous(), tab = lut.contiguous();
+  const int64_t M = bn.numel();
+  Tensor lo = at::empty({M}, bn.options().dtype(at::kInt)), w = at::empty_like(bn), dw = at::empty_like(bn);
+  AT_DISPATCH_FLOATING_TYPES(bn.scalar_type(), "lottery", [&] {
+    const Locator<scalar_t> loc = make_locator<scalar_t>(grid, tab, bmin, inv_h);
+    lottery_row<scalar_t, true>(loc, bn.data_ptr<scalar_t>(), M, lo.data_ptr<int32_t>(), w.data_ptr<scalar_t>(),
+                                dw.data_ptr<scalar_t>());
+  });
+  return {lo, w, dw};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("huggett_forward", &huggett_forward, "Huggett rollout, all paths (CPU)");
   m.def("huggett_backward", &huggett_backward, "adjoint of huggett_forward: gradient wrt the savings table");
@@ -1607,5 +1841,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hank_forward", &hank_forward, "HANK household rollout, all paths, period-major (CPU)");
   m.def("hank_backward", &hank_backward, "adjoint of hank_forward: gradient wrt the share and hours tables");
   m.def("hank_households", &hank_households, "HANK households at the bracketing w nodes, or its adjoint (CPU)");
+  m.def("lottery", &lottery, "the kernels' Young lottery of a vector of b' (CPU; for tests)");
+  m.def("simulate_chain", &simulate_chain, "Markov chain paths from uniform draws (CPU)");
   m.def("hank_clearing", &hank_clearing, "HANK clearing schedule: L, C, tau at every path and w node (CPU)");
 }

@@ -65,17 +65,79 @@ def test_partial_equilibrium_training_rollout_matches_torch():
     assert float(grad_t.norm()) > 0
 
 
-def test_asset_lookup_brackets_exactly():
+def _adversarial_savings(grid: torch.Tensor, lk, dtype, n_random: int = 4000) -> torch.Tensor:
+    """b' at every node, one ulp either side of it, at every look-up bucket edge and one ulp either
+    side, outside the grid, and random in between, in `dtype` (float32 rounding is where a bucket
+    index can land off by one)."""
+    g = grid.to(dtype)
+    edges = (lk.bmin + torch.arange(lk.lut.numel(), dtype=torch.float64) / lk.inv_h).to(dtype)
+    pts = torch.cat([g, edges])
+    inf = torch.tensor(float("inf"), dtype=dtype)
+    near = torch.cat([pts, torch.nextafter(pts, inf), torch.nextafter(pts, -inf)])
+    lo_b, hi_b = float(grid[0]), float(grid[-1])
+    outside = torch.tensor([lo_b - 1.0, lo_b - 1e-3, hi_b + 1e-3, hi_b + 10.0], dtype=dtype)
+    rand = (lo_b + (hi_b - lo_b) * torch.rand(n_random, generator=torch.Generator().manual_seed(0),
+                                               dtype=torch.float64)).to(dtype)
+    return torch.cat([near, outside, rand])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_asset_lookup_brackets_within_one_comparison(dtype):
+    """The table's contract (fused.AssetLookup): for any b' the kernel maps to bucket k, in the
+    kernel's own float arithmetic, the bracket is the table's node or the next one."""
     from rbc_ray.structural import grids
-    for b_min, b_max, n in ((-1.0, 50.0, 200), (0.0, 100.0, 200), (0.0, 100.0, 37)):
+    for b_min, b_max, n in ((-1.0, 50.0, 200), (0.0, 100.0, 200), (0.0, 100.0, 37), (-3.0, 5.0, 1000)):
         grid = grids.asset_grid(b_min, b_max, n)
         lk = fused.AssetLookup(grid)
-        x = torch.cat([grid, b_min + (b_max - b_min) * torch.rand(5000, dtype=torch.float64)])
-        k = ((x - lk.bmin) * lk.inv_h).clamp(0, lk.lut.numel() - 1).long()
+        g = grid.to(dtype)
+        x = _adversarial_savings(grid, lk, dtype).clamp(g[0], g[-1])
+        bmin, inv_h = torch.tensor(lk.bmin, dtype=dtype), torch.tensor(lk.inv_h, dtype=dtype)
+        k = ((x - bmin) * inv_h).clamp(0, lk.lut.numel() - 1).long()  # the kernel's rounding (truncation)
         lo = lk.lut[k].long()
-        # the kernel corrects one step either way; the table alone must already be within one step
-        ref = (torch.searchsorted(grid, x, right=True) - 1).clamp(0, n - 2)
-        assert ((lo - ref).abs() <= 1).all()
+        ref = (torch.searchsorted(g, x, right=True) - 1).clamp(0, n - 2)
+        assert ((ref - lo) >= 0).all() and ((ref - lo) <= 1).all(), (b_min, b_max, n)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kernel_lottery_equals_torch_lottery(dtype):
+    """The kernels' lottery (AVX2 for float rows of 8, scalar otherwise) gives torch's bracket and
+    weight bit for bit, and d weight / d b' = 1 / step inside the grid, 0 where b' is clamped."""
+    from rbc_ray.structural import distribution, grids
+    grid = grids.asset_grid(-1.0, 50.0, 200)
+    lk = fused.AssetLookup(grid)
+    g = grid.to(dtype)
+    b = _adversarial_savings(grid, lk, dtype)
+    b = b[torch.randperm(b.numel(), generator=torch.Generator().manual_seed(1))]  # mix cases within rows of 8
+    for m in (b.numel(), b.numel() - 5):  # a remainder for the scalar loop
+        lo, w, dw = fused.load().lottery(b[:m].contiguous(), g, lk.lut, lk.bmin, lk.inv_h)
+        lo_t, w_t = distribution.lottery(g, b[:m])
+        assert torch.equal(lo.long(), lo_t)
+        assert torch.equal(w, w_t)
+        step = g[lo_t + 1] - g[lo_t]
+        inside = (b[:m] >= g[0]) & (b[:m] <= g[-1])
+        assert torch.equal(dw[inside], (1 / step)[inside])
+        assert (dw[~inside] == 0).all() and (~inside).sum() >= 4
+
+
+def test_chain_kernel_equals_torch_walk():
+    """grids.simulate_chain through the kernel (once loaded) gives the torch loop's path exactly."""
+    from rbc_ray.structural import grids
+    module = fused.load()
+    for n, rho, sd in ((3, 0.6, 0.2), (30, 0.9, 0.02), (5, 0.0, 1.0)):
+        _, P = grids.tauchen(rho, sd, n)
+        start = torch.randint(0, n, (257,), generator=torch.Generator().manual_seed(n))
+        cum = torch.cumsum(P, 1)
+        cum[:, -1] = 1.0 + 1e-12
+        u = torch.rand(171, 257, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+        want, s = torch.empty(171, 257, dtype=torch.long), start.clone()
+        for t in range(171):
+            want[t] = s
+            s = torch.searchsorted(cum[s], u[t, :, None]).squeeze(1).clamp(max=n - 1)
+        assert torch.equal(module.simulate_chain(cum, start, u), want)
+        got = grids.simulate_chain(P, start, 171, torch.Generator().manual_seed(7))
+        assert torch.equal(got, want)
+    with pytest.raises(RuntimeError, match="start state out of range"):
+        module.simulate_chain(cum, torch.tensor([5]), u[:, :1].contiguous())
 
 
 def _hank(kernel, dtype="float64", **overrides):
