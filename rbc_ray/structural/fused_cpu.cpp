@@ -79,7 +79,7 @@ struct Locator {
   const T* grid;
   int64_t nb, nlut;
   T bmin, inv_h;
-  std::vector<int32_t> node;        // per bucket: its node
+  const int32_t* node;              // per bucket: its node (fused.AssetLookup's table)
   std::vector<T> next;              // per bucket: grid[node + 1], the comparison that decides
   std::vector<T> left, step;        // per node l < nb - 1: grid[l], grid[l + 1] - grid[l]
   std::vector<uint64_t> node_next;  // float: (node, next) per bucket
@@ -151,7 +151,7 @@ inline void lottery_row(const Locator<T>& loc, const T* __restrict bn, int64_t J
 #if defined(__AVX2__)
   if constexpr (std::is_same_v<T, float>) j0 = lottery_avx2<WithDw>(loc, bn, J, lo, w, dw);
 #endif
-  const int32_t* __restrict node = loc.node.data();
+  const int32_t* __restrict node = loc.node;
   const T* __restrict next = loc.next.data();
   const T* __restrict left_ = loc.left.data();
   const T* __restrict step = loc.step.data();
@@ -428,12 +428,15 @@ template <typename T>
 inline void clear_schedule(const T* Bz, int64_t K, const T* g, int64_t J, double target, double* S, int64_t& lr,
                            double& wr) {
   int64_t done = 0, first = -1;
-  for (int64_t k = 0; k + 1 < K && first < 0; ++k) {
-    while (done < k + 2) {
+  const auto screen_through = [&](int64_t upto) {  // nodes [done, upto), in screen_step's blocks
+    while (done < upto) {
       const int64_t n = screen_step<T>(done, K);
       screen_block<T>(Bz, done, n, g, J, S);
       done += n;
     }
+  };
+  for (int64_t k = 0; k + 1 < K && first < 0; ++k) {
+    screen_through(k + 2);
     if ((S[k] - target) < 0.0 && !((S[k + 1] - target) < 0.0)) first = k;
   }
   if (first >= 0) {
@@ -450,11 +453,7 @@ inline void clear_schedule(const T* Bz, int64_t K, const T* g, int64_t J, double
       return;
     }
   }
-  for (; done < K;) {
-    const int64_t n = screen_step<T>(done, K);
-    screen_block<T>(Bz, done, n, g, J, S);
-    done += n;
-  }
+  screen_through(K);
   bracket(S, K, target, lr, wr);
   S[lr] = dot<T>(Bz + lr * J, g, J);
   S[lr + 1] = dot<T>(Bz + (lr + 1) * J, g, J);
@@ -506,15 +505,13 @@ template <typename T>
 Locator<T> make_locator(const Tensor& grid, const Tensor& lut, double bmin, double inv_h) {
   TORCH_CHECK(grid.numel() >= 2 && lut.numel() >= 1 && lut.scalar_type() == at::kInt,
               "asset look-up: need a grid of at least 2 nodes and an int32 table");
-  Locator<T> loc{grid.data_ptr<T>(), grid.numel(), lut.numel(), static_cast<T>(bmin), static_cast<T>(inv_h)};
-  const T* g = loc.grid;
   const int32_t* t = lut.data_ptr<int32_t>();
+  Locator<T> loc{grid.data_ptr<T>(), grid.numel(), lut.numel(), static_cast<T>(bmin), static_cast<T>(inv_h), t};
+  const T* g = loc.grid;
   const int64_t nb = loc.nb, nlut = loc.nlut;
-  loc.node.resize(nlut);
   loc.next.resize(nlut);
   for (int64_t k = 0; k < nlut; ++k) {
     TORCH_CHECK(t[k] >= 0 && t[k] <= nb - 2, "asset look-up table entry out of range");
-    loc.node[k] = t[k];
     loc.next[k] = g[t[k] + 1];
   }
   loc.left.resize(nb - 1);
