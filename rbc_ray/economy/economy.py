@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import fused
-from .actions import Actions, action_nvec, check_actions
+from .actions import Actions, action_nvec, check_actions, index_dtype
 from .config import EconomyConfig
 from .observe import Observation, observe
 from .state import Params, State, initial_state
@@ -84,15 +84,17 @@ class Economy:
         return observe(self.params, self.state)
 
     def random_actions(self, generator: torch.Generator | None = None) -> Actions:
-        """Uniformly random valid actions for every agent (a baseline policy and a test helper)."""
+        """Uniformly random valid actions for every agent (a baseline policy and a test helper), in the
+        compact `index_dtype` (uint8 for the paper's economies)."""
         gen = generator or self.generator
         nvec = action_nvec(self.cfg)
         e, n, f = self.n_envs, self.cfg.n_consumers, self.cfg.n_firms
+        dtype = index_dtype(self.cfg)
 
         def draw(kind: str, shape: tuple[int, ...]) -> torch.Tensor:
             high = torch.tensor(nvec[kind], device=self.device, dtype=torch.float32)
             u = torch.rand(*shape, len(nvec[kind]), generator=gen, device=self.device)
-            return (u * high).long().clamp(max=high.long() - 1)
+            return (u * high).long().clamp(max=high.long() - 1).to(dtype)
 
         return Actions(consumer=draw("consumer", (e, n)), firm=draw("firm", (e, f)),
                        government=draw("government", (e,)))

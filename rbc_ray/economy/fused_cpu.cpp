@@ -5,6 +5,9 @@
 // loop. Why it exists: on a 2-core CPU the torch step is ~100 small ops whose dispatch and memory
 // passes cost more than the arithmetic; here every env is one cache-resident pass, envs run in
 // parallel on torch's intra-op threads, and the [F, N] utility loop vectorises (AVX2 when built so).
+// In float32 with AVX2 the consumers' [N, F + 2] action block is turned firm-major by 8x8 register
+// transposes and its grids looked up in registers (an index-by-index loop was about a quarter of
+// the step). Indices may be uint8, int32 or int64; uint8 moves an eighth of the bytes.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #if defined(__AVX2__)
@@ -16,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -115,6 +119,42 @@ inline void power_all(const double* c, double k, double* out, int64_t n) {
   for (int64_t j = 0; j < n; ++j) out[j] = std::exp(k * std::log(c[j] + 1.0));
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// grid[idx] for a grid of at most 16 values held in two registers (lo = values 0-7, hi = 8-15).
+inline __m256 lookup16(__m256 lo, __m256 hi, __m256i idx) {
+  const __m256 from_lo = _mm256_permutevar8x32_ps(lo, idx), from_hi = _mm256_permutevar8x32_ps(hi, idx);
+  return _mm256_blendv_ps(from_lo, from_hi, _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7))));
+}
+// 8x8 transpose of r (rows in, columns out).
+inline void transpose8(__m256 r[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+struct Grid16 {
+  __m256 lo, hi;
+  explicit Grid16(const float* g, int64_t n) {
+    alignas(32) float v[16] = {0};
+    for (int64_t k = 0; k < n && k < 16; ++k) v[k] = g[k];
+    lo = _mm256_load_ps(v);
+    hi = _mm256_load_ps(v + 8);
+  }
+};
+#endif
+
 // Scalars of the config, in the order fused.py passes them.
 enum Scalar {
   kEta, kPExport, kQExport, kInvestmentFraction, kFirmWelfareWeight, kBudgetEpsilon,
@@ -125,7 +165,7 @@ enum Flag {
   kOpen, kExportStrict, kInvestIncome, kLabourQuadratic, kWelfareTotal, kDigits, kTfpOn, kNumFlags
 };
 
-template <typename T>
+template <typename T, typename I>
 std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::vector<double>& sc,
                                   const std::vector<int64_t>& fl) {
   const at::Tensor& price_t = in[0];
@@ -157,9 +197,9 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   const T* wage_grid = in[16].data_ptr<T>();
   const T* tax_grid = in[17].data_ptr<T>();
   const T* digit_scale = in[18].data_ptr<T>();
-  const int64_t* act_c = in[19].data_ptr<int64_t>();
-  const int64_t* act_f = in[20].data_ptr<int64_t>();
-  const int64_t* act_g = in[21].data_ptr<int64_t>();
+  const I* act_c = in[19].data_ptr<I>();
+  const I* act_f = in[20].data_ptr<I>();
+  const I* act_g = in[21].data_ptr<I>();
   const bool has_noise = in[22].numel() == E;
   const T* noise = has_noise ? in[22].data_ptr<T>() : nullptr;
   const int64_t n_demand = in[13].size(0), n_hours = in[14].size(0), n_price = in[15].size(0),
@@ -233,10 +273,29 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   T *obs_g = obs_g_t.data_ptr<T>(), *obs_c = obs_c_t.data_ptr<T>(), *obs_f = obs_f_t.data_ptr<T>();
 
   std::atomic<bool> bad_action{false};
+  using U = std::make_unsigned_t<I>;
+  std::vector<int32_t> lim32(N * A);  // the largest allowed index of each head, per consumer
+  for (int64_t j = 0; j < N; ++j) {
+    for (int64_t i = 0; i < F; ++i) lim32[j * A + i] = static_cast<int32_t>(n_demand - 1);
+    lim32[j * A + F] = static_cast<int32_t>(n_hours - 1);
+    lim32[j * A + F + 1] = static_cast<int32_t>(F - 1);
+  }
 
+  const int64_t NP = (N + 7) / 8 * 8;  // the scratch rows' stride: whole 8-float vectors, zero padded
+  // the AVX2 ingest looks the grids up in registers (up to 16 values each)
+  const bool fast_lookup = n_demand <= 16 && n_hours <= 16;
   at::parallel_for(0, E, 8, [&](int64_t begin, int64_t end) {
-    std::vector<T> cons_scratch(F * N), scale(N), usum(N), total(F), ration(F), corp_paid(F), pw(F * N), lab4(4 * F);
+    // per-thread scratch; the padding lanes of cons stay 0 (every row operation multiplies), so the
+    // row loops run whole vectors and never touch the outputs' padding-free rows
+    std::vector<T> cons_scratch(F * NP, T(0)), pw(F * NP), scale(NP, T(0)), usum(NP), sp_s(NP), wemp(NP),
+        total(F), ration(F), corp_paid(F), lab4(4 * F);
     std::vector<int64_t> employer(N);
+    std::vector<T> h_s(NP);
+    std::vector<int32_t> emp_s(NP), xi_s(NP * A + 8, 0);
+#if defined(__AVX2__) && defined(__FMA__)
+    const Grid16 demand16(reinterpret_cast<const float*>(demand_grid), n_demand),
+        hours16(reinterpret_cast<const float*>(hours_grid), n_hours);
+#endif
     bool bad = false;
     for (int64_t e = begin; e < end; ++e) {
       const T* p = price + e * F;
@@ -248,29 +307,87 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       T* cons = cons_scratch.data();
       T* h = hours + e * N;
       T* lab = labour + e * F;
-      // 1 consumers scale demand to their budget (an index out of range stops the chunk and the
-      // call raises before any output is returned)
-      for (int64_t j = 0; j < N; ++j) {
-        const int64_t* a = act_c + (e * N + j) * A;
-        uint64_t top = 0;  // the largest demand index of this consumer, checked before any is used
-        for (int64_t i = 0; i < F; ++i) top = std::max(top, static_cast<uint64_t>(a[i]));
-        const uint64_t kh = static_cast<uint64_t>(a[F]), emp = static_cast<uint64_t>(a[F + 1]);
-        if (top >= static_cast<uint64_t>(n_demand) || kh >= static_cast<uint64_t>(n_hours) ||
-            emp >= static_cast<uint64_t>(F)) {
-          bad = true;
-          break;
+      // 1 consumers scale demand to their budget. Every index of this env's [N, F + 2] block is
+      // checked against its head's limit before any is used (an index out of range stops the chunk
+      // and the call raises before any output is returned).
+      const I* blk = act_c + e * N * A;
+      bool ingested = false;
+#if defined(__AVX2__) && defined(__FMA__)
+      if constexpr (std::is_same_v<T, float>) {
+        if (fast_lookup) {
+          // (a) the block as int32 in a zero-padded scratch, checked on the way
+          int32_t* xi = xi_s.data();
+          __m256i over = _mm256_setzero_si256();
+          int64_t k = 0;
+          if constexpr (sizeof(I) == 1) {
+            for (; k + 8 <= N * A; k += 8) {
+              const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + k)));
+              over = _mm256_or_si256(over, _mm256_cmpgt_epi32(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lim32.data() + k))));
+              _mm256_storeu_si256(reinterpret_cast<__m256i*>(xi + k), v);
+            }
+          }
+          uint32_t over_s = 0;
+          for (; k < N * A; ++k) {
+            const uint64_t u = static_cast<uint64_t>(static_cast<U>(blk[k]));
+            over_s |= static_cast<uint32_t>(u > static_cast<uint64_t>(lim32[k]));
+            xi[k] = static_cast<int32_t>(u);
+          }
+          if (over_s || !_mm256_testz_si256(over, over)) { bad = true; break; }
+          // (b) 8 consumers x 8 heads at a time, transposed in registers into the firm-major
+          // scratch, looked up in registers, the cost summed on the way
+          for (int64_t j0 = 0; j0 < N; j0 += 8) {
+            const __m256i lane = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(j0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(N)), lane));
+            __m256 cost = _mm256_setzero_ps();
+            for (int64_t h0 = 0; h0 < A; h0 += 8) {
+              __m256 r[8];
+              for (int l = 0; l < 8; ++l) r[l] = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi + (j0 + l) * A + h0)));
+              transpose8(r);
+              const int64_t heads = std::min<int64_t>(8, A - h0);
+              for (int64_t m = 0; m < heads; ++m) {
+                const int64_t head = h0 + m;
+                const __m256i idx = _mm256_castps_si256(r[m]);
+                if (head < F) {
+                  const __m256 d = _mm256_and_ps(lookup16(demand16.lo, demand16.hi, idx), live);
+                  _mm256_storeu_ps(cons + head * NP + j0, d);
+                  cost = _mm256_fmadd_ps(d, _mm256_set1_ps(p[head]), cost);
+                } else if (head == F) {
+                  _mm256_storeu_ps(h_s.data() + j0, lookup16(hours16.lo, hours16.hi, idx));
+                } else {
+                  _mm256_storeu_si256(reinterpret_cast<__m256i*>(emp_s.data() + j0), idx);
+                  _mm256_storeu_ps(wemp.data() + j0, _mm256_i32gather_ps(w, idx, 4));
+                }
+              }
+            }
+            _mm256_storeu_ps(scale.data() + j0, cost);
+          }
+          std::memcpy(h, h_s.data(), N * sizeof(T));
+          for (int64_t j = 0; j < N; ++j) employer[j] = emp_s[j];
+          ingested = true;
         }
-        for (int64_t i = 0; i < F; ++i) cons[i * N + j] = demand_grid[a[i]];
-        h[j] = hours_grid[kh];
-        employer[j] = static_cast<int64_t>(emp);
-        scale[j] = T(0);  // cost, until the next loop turns it into the scale
       }
-      if (bad) break;  // the call raises; nothing of this chunk is returned
-      for (int64_t i = 0; i < F; ++i) {
-        const T* row = cons + i * N;
-        const T pi = p[i];
+#endif
+      if (!ingested) {  // float64, grids over 16 values, or no AVX2
+        uint32_t over = 0;
+#pragma omp simd reduction(| : over)
+        for (int64_t k = 0; k < N * A; ++k) {
+          over |= static_cast<uint32_t>(static_cast<uint64_t>(static_cast<U>(blk[k])) > static_cast<uint64_t>(lim32[k]));
+        }
+        if (over) { bad = true; break; }
+        for (int64_t j = 0; j < N; ++j) {
+          const I* a = act_c + (e * N + j) * A;
+          for (int64_t i = 0; i < F; ++i) cons[i * NP + j] = demand_grid[a[i]];
+          h[j] = hours_grid[a[F]];
+          employer[j] = static_cast<int64_t>(a[F + 1]);
+          wemp[j] = w[a[F + 1]];
+        }
+        for (int64_t j = 0; j < NP; ++j) scale[j] = T(0);  // cost, until the next loop turns it into the scale
+        for (int64_t i = 0; i < F; ++i) {
+          const T* row = cons + i * NP;
+          const T pi = p[i];
 #pragma omp simd
-        for (int64_t j = 0; j < N; ++j) scale[j] += row[j] * pi;
+          for (int64_t j = 0; j < NP; ++j) scale[j] += row[j] * pi;
+        }
       }
 #pragma omp simd
       for (int64_t j = 0; j < N; ++j) {
@@ -280,10 +397,10 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       }
       // 2 total demand and hours per firm
       for (int64_t i = 0; i < F; ++i) {
-        T* row = cons + i * N;
+        T* row = cons + i * NP;
         T s = T(0);
 #pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < N; ++j) {
+        for (int64_t j = 0; j < NP; ++j) {
           row[j] *= scale[j];
           s += row[j];
         }
@@ -303,24 +420,25 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       }
       // 4 consumers receive goods, utility, income tax
       T* sp = spending + e * N;
-      for (int64_t j = 0; j < N; ++j) { sp[j] = T(0); usum[j] = T(0); }
+      for (int64_t j = 0; j < NP; ++j) { sp_s[j] = T(0); usum[j] = T(0); }
       for (int64_t i = 0; i < F; ++i) {
-        T* row = cons + i * N;
+        T* row = cons + i * NP;
         const T r = ration[i], pi = p[i];
 #pragma omp simd
-        for (int64_t j = 0; j < N; ++j) {
+        for (int64_t j = 0; j < NP; ++j) {
           row[j] *= r;
-          sp[j] += row[j] * pi;
+          sp_s[j] += row[j] * pi;
         }
+        std::memcpy(consumed + (e * F + i) * N, row, N * sizeof(T));  // consumption is final here
       }
-      std::memcpy(consumed + e * F * N, cons, F * N * sizeof(T));  // consumption is final here
-      // (c + 1)^(1 - eta) of the whole [F, N] block at once (a rationed-out good has c = 0 and gives
+      std::memcpy(sp, sp_s.data(), N * sizeof(T));
+      // (c + 1)^(1 - eta) of the whole [F, NP] block at once (a rationed-out good has c = 0 and gives
       // exactly 1)
-      power_all(cons, one_minus_eta, pw.data(), F * N);
+      power_all(cons, one_minus_eta, pw.data(), F * NP);
       for (int64_t i = 0; i < F; ++i) {
-        const T* row = pw.data() + i * N;
+        const T* row = pw.data() + i * NP;
 #pragma omp simd
-        for (int64_t j = 0; j < N; ++j) usum[j] += row[j];
+        for (int64_t j = 0; j < NP; ++j) usum[j] += row[j];
       }
       const T tf = theta_factor[e];
       const T tau_inc = income_tax[e];
@@ -329,13 +447,23 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       T* lie = li + e * N;
       T* cb = o_cb + e * N;
       T itax_sum = T(0), reward_sum = T(0);
-      for (int64_t j = 0; j < N; ++j) {
-        const T utility = (usum[j] - static_cast<T>(F)) / one_minus_eta;
-        const T effort = quadratic ? h[j] * h[j] : h[j];
-        cr[j] = utility - T(0.5) * (theta[j] * tf) * effort;
-        lie[j] = w[employer[j]] * h[j];
-        itax_sum += tau_inc * lie[j];
-        reward_sum += cr[j];
+      const T fF = static_cast<T>(F);
+      if (quadratic) {
+#pragma omp simd reduction(+ : itax_sum, reward_sum)
+        for (int64_t j = 0; j < N; ++j) {
+          cr[j] = (usum[j] - fF) / one_minus_eta - T(0.5) * (theta[j] * tf) * (h[j] * h[j]);
+          lie[j] = wemp[j] * h[j];
+          itax_sum += tau_inc * lie[j];
+          reward_sum += cr[j];
+        }
+      } else {
+#pragma omp simd reduction(+ : itax_sum, reward_sum)
+        for (int64_t j = 0; j < N; ++j) {
+          cr[j] = (usum[j] - fF) / one_minus_eta - T(0.5) * (theta[j] * tf) * h[j];
+          lie[j] = wemp[j] * h[j];
+          itax_sum += tau_inc * lie[j];
+          reward_sum += cr[j];
+        }
       }
       // 5 exports; 6 firms
       const T tau_corp = corporate_tax[e];
@@ -378,10 +506,12 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       o_t[e] = t_next;
       o_tfp[e] = fl[kTfpOn] ? tfp_rho * log_tfp[e] + tfp_sigma * (has_noise ? noise[e] : T(0)) : log_tfp[e];
       done[e] = t_next >= episode_length;
-      for (int64_t j = 0; j < N; ++j) {
-        T v = B[j] + (((eps - sp[j]) + lie[j]) - tau_inc * lie[j]) + lump[e];
-        if (interest != 0.0) v = v > T(0) ? v * growth : v;
-        cb[j] = v;
+      const T lump_e = lump[e];
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) cb[j] = B[j] + (((eps - sp[j]) + lie[j]) - tau_inc * lie[j]) + lump_e;
+      if (interest != 0.0) {
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) cb[j] = cb[j] > T(0) ? cb[j] * growth : cb[j];
       }
       for (int64_t i = 0; i < F; ++i) {
         const int64_t o = e * F + i;
@@ -456,19 +586,25 @@ std::vector<at::Tensor> step(std::vector<at::Tensor> in, const std::vector<doubl
   TORCH_CHECK(flags.size() == kNumFlags, "fused step: expected ", int(kNumFlags), " flags");
   const auto dtype = in[0].scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "fused step: dtype must be float32 or float64");
+  const auto c = in[19].scalar_type();
+  const auto index = c == at::kByte || c == at::kInt ? c : at::kLong;
   for (size_t k = 0; k < in.size(); ++k) {
     TORCH_CHECK(in[k].device().is_cpu(), "fused step: input ", k, " must be a CPU tensor");
     const bool action = k >= 19 && k <= 21;
-    if (action && in[k].scalar_type() != at::kLong && at::isIntegralType(in[k].scalar_type(), false)) {
-      in[k] = in[k].to(at::kLong);
+    // indices are read as uint8, int32 or int64 (the consumers' dtype); other integer dtypes, and
+    // firm or government actions of another dtype, are converted (a few bytes per env)
+    if (action && in[k].scalar_type() != index && at::isIntegralType(in[k].scalar_type(), false)) {
+      in[k] = in[k].to(index);
     }
-    const auto want = action ? at::kLong : dtype;
+    const auto want = action ? index : dtype;
     TORCH_CHECK(in[k].scalar_type() == want, "fused step: input ", k, " has dtype ", in[k].scalar_type(),
                 ", expected ", want);
     if (!in[k].is_contiguous()) in[k] = in[k].contiguous();
   }
-  if (dtype == at::kDouble) return step_impl<double>(in, scalars, flags);
-  return step_impl<float>(in, scalars, flags);
+  const bool f64 = dtype == at::kDouble;
+  if (index == at::kByte) return f64 ? step_impl<double, uint8_t>(in, scalars, flags) : step_impl<float, uint8_t>(in, scalars, flags);
+  if (index == at::kInt) return f64 ? step_impl<double, int32_t>(in, scalars, flags) : step_impl<float, int32_t>(in, scalars, flags);
+  return f64 ? step_impl<double, int64_t>(in, scalars, flags) : step_impl<float, int64_t>(in, scalars, flags);
 }
 
 }  // namespace

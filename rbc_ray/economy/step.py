@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .actions import Actions
+from .actions import Actions, as_index
 from .observe import Observation, observe
 from .state import Params, State
 
@@ -68,9 +68,10 @@ def step(params: Params, state: State, actions: Actions,
     price, wage, stock = state.price, state.wage, state.stock
     # Goods are laid out firm-major, [E, F, N]: sums over firms then run over whole rows of consumers
     # (vectorised), and in-place ops reuse one buffer; both matter on CPU, where this block dominates.
-    demand = params.lookup("demand_grid", actions.consumer[..., :n_firms].transpose(1, 2))  # [E, F, N]
-    hours = params.lookup("hours_grid", actions.consumer[..., n_firms])     # [E, N]
-    employer = actions.consumer[..., n_firms + 1]                  # [E, N]
+    consumer = as_index(actions.consumer)
+    demand = params.lookup("demand_grid", consumer[..., :n_firms].transpose(1, 2))  # [E, F, N]
+    hours = params.lookup("hours_grid", consumer[..., n_firms])     # [E, N]
+    employer = consumer[..., n_firms + 1]                          # [E, N]
 
     # 1 consumers scale demand to their budget
     cost = (demand * price.unsqueeze(-1)).sum(1)                   # [E, N]
@@ -125,7 +126,7 @@ def step(params: Params, state: State, actions: Actions,
     if cfg.welfare == "total":
         welfare = welfare + cfg.firm_welfare_weight * firm_reward.sum(1)
     # 9 next tax rates; 10 budgets, interest, capital
-    gov = params.lookup("tax_grid", actions.government)
+    gov = params.lookup("tax_grid", as_index(actions.government))
     growth = 1.0 + cfg.interest_rate
     cb = budget + (cfg.budget_epsilon - spending + labour_income - income_tax_paid) + lump_sum.unsqueeze(1)
     fb = state.firm_budget + firm_reward
@@ -140,8 +141,8 @@ def step(params: Params, state: State, actions: Actions,
         log_tfp = cfg.tfp_rho * log_tfp + cfg.tfp_sigma * noise
 
     next_state = State(
-        price=params.lookup("price_grid", actions.firm[..., 0]),
-        wage=params.lookup("wage_grid", actions.firm[..., 1]),
+        price=params.lookup("price_grid", as_index(actions.firm[..., 0])),
+        wage=params.lookup("wage_grid", as_index(actions.firm[..., 1])),
         stock=stock - sold - exported + produced, overdemanded=rationed.to(price.dtype),
         capital=capital, firm_budget=fb, consumer_budget=cb,
         income_tax=gov[:, 0], corporate_tax=gov[:, 1], t=t_next, log_tfp=log_tfp,

@@ -116,8 +116,10 @@ def econ() -> Economy:
 
 
 def _with(actions: Actions, kind: str, index: tuple, value: int) -> Actions:
-    tensors = {"consumer": actions.consumer.clone(), "firm": actions.firm.clone(),
-               "government": actions.government.clone()}
+    """The actions as int64 (random_actions gives uint8, which cannot hold a negative index) with one
+    index replaced."""
+    tensors = {"consumer": actions.consumer.long(), "firm": actions.firm.long(),
+               "government": actions.government.long()}
     tensors[kind][index] = value
     return Actions(**tensors)
 

@@ -29,6 +29,13 @@ CONFIGS = {
     # consumers exercise the 32-float blocks and the remainder loop
     "eta_0.9": {"n_consumers": 45, "n_firms": 3, "eta": 0.9},
     "eta_2.5": {"n_consumers": 45, "n_firms": 3, "eta": 2.5},
+    # the float32 ingest transposes 8 consumers x 8 heads in registers and looks grids of up to 16
+    # values up there: 13 consumers and 9 firms (11 heads) leave partial blocks on both sides (the
+    # demand grid starts above 0, so padding lanes must be masked out); a 17-value uneven demand
+    # grid takes the index-by-index path
+    "blocks_13x9": {"n_consumers": 13, "n_firms": 9, "demand_grid": [0.5 + k for k in range(11)],
+                    "hours_grid": [0.0, 100.0, 180.0, 260.0, 520.0, 700.0, 800.0, 900.0, 1000.0]},
+    "demand_grid_17": {"n_consumers": 21, "n_firms": 4, "demand_grid": [0.5 * k * k for k in range(17)]},
 }
 
 
@@ -134,14 +141,28 @@ def test_backend_choice_and_errors() -> None:
         Economy(cfg, backend="fused", compile=True)
 
 
-def test_fused_step_accepts_int32_actions() -> None:
-    """Any integer index dtype works, as for the torch step (lookups cast the index)."""
-    cfg = EconomyConfig(n_consumers=6, n_firms=3)
+@pytest.mark.parametrize("backend", ["fused", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("index", [torch.uint8, torch.int16, torch.int32])
+def test_any_index_dtype_gives_the_int64_step(backend, dtype, index) -> None:
+    """uint8 (random_actions' compact dtype), int16 and int32 indices give the int64 step bit for bit,
+    on an uneven demand grid, where a uint8 tensor used as a torch index would act as a mask."""
+    cfg = EconomyConfig(n_consumers=11, n_firms=3, dtype=dtype, demand_grid=[0.0, 0.5, 2.0, 3.5, 7.0])
     params = Params.build(cfg)
     gen = torch.Generator().manual_seed(4)
     state = random_state(params, 3, gen)
     actions = sample_actions(cfg, 3, gen)
-    small = Actions(consumer=actions.consumer.int(), firm=actions.firm.int(), government=actions.government.int())
-    want, got = outputs(*fused.fused_step(params, state, actions)), outputs(*fused.fused_step(params, state, small))
+    small = Actions(consumer=actions.consumer.to(index), firm=actions.firm.to(index),
+                    government=actions.government.to(index))
+    fn = fused.fused_step if backend == "fused" else step
+    want, got = outputs(*fn(params, state, actions)), outputs(*fn(params, state, small))
     for key in want:
         assert torch.equal(want[key], got[key]), key
+
+
+def test_random_actions_are_compact() -> None:
+    """uint8 for the paper's economies (every head under 256 choices), wider beyond."""
+    assert Economy(EconomyConfig(n_consumers=4, n_firms=2)).random_actions().consumer.dtype == torch.uint8
+    wide = Economy(EconomyConfig(n_consumers=3, n_firms=300)).random_actions()
+    assert wide.consumer.dtype == torch.int32
+    assert int(wide.consumer[..., -1].max()) < 300
