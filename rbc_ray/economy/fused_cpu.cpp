@@ -644,13 +644,14 @@ std::vector<at::Tensor> step(std::vector<at::Tensor> in, const std::vector<doubl
   TORCH_CHECK(flags.size() == kNumFlags, "fused step: expected ", int(kNumFlags), " flags");
   const auto dtype = in[0].scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "fused step: dtype must be float32 or float64");
+  // indices are read as uint8, int32 or int64 when all three action tensors share that dtype;
+  // anything else is widened to int64 (never narrowed: 261 must not become a valid 5)
   const auto c = in[19].scalar_type();
-  const auto index = c == at::kByte || c == at::kInt ? c : at::kLong;
+  const bool shared = in[20].scalar_type() == c && in[21].scalar_type() == c;
+  const auto index = shared && (c == at::kByte || c == at::kInt) ? c : at::kLong;
   for (size_t k = 0; k < in.size(); ++k) {
     TORCH_CHECK(in[k].device().is_cpu(), "fused step: input ", k, " must be a CPU tensor");
     const bool action = k >= 19 && k <= 21;
-    // indices are read as uint8, int32 or int64 (the consumers' dtype); other integer dtypes, and
-    // firm or government actions of another dtype, are converted (a few bytes per env)
     if (action && in[k].scalar_type() != index && at::isIntegralType(in[k].scalar_type(), false)) {
       in[k] = in[k].to(index);
     }

@@ -160,6 +160,20 @@ def test_any_index_dtype_gives_the_int64_step(backend, dtype, index) -> None:
         assert torch.equal(want[key], got[key]), key
 
 
+def test_mixed_index_dtypes_are_widened_not_wrapped() -> None:
+    """uint8 consumers with int64 firm actions: a firm index of 261 must raise, not wrap to 5."""
+    cfg = EconomyConfig(n_consumers=4, n_firms=2)
+    econ = Economy(cfg, n_envs=2, seed=0, backend="fused")
+    good = econ.random_actions()
+    firm = good.firm.long()
+    firm[1, 0, 0] = 256 + 5
+    with pytest.raises(RuntimeError, match="out of range; step with validate=True"):
+        econ.step(Actions(consumer=good.consumer, firm=firm, government=good.government), validate=False)
+    firm[1, 0, 0] = 5
+    econ.step(Actions(consumer=good.consumer, firm=firm, government=good.government), validate=False)
+    assert float(econ.state.price[1, 0]) == cfg.price_grid[5]  # the next price is the chosen one
+
+
 def test_random_actions_are_compact() -> None:
     """uint8 for the paper's economies (every head under 256 choices), wider beyond."""
     assert Economy(EconomyConfig(n_consumers=4, n_firms=2)).random_actions().consumer.dtype == torch.uint8
