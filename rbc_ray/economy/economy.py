@@ -84,12 +84,13 @@ class Economy:
         return observe(self.params, self.state)
 
     def random_actions(self, generator: torch.Generator | None = None) -> Actions:
-        """Uniformly random valid actions for every agent (a baseline policy and a test helper), in the
-        compact `index_dtype` (uint8 for the paper's economies)."""
+        """Uniformly random valid actions for every agent (a baseline policy and a test helper). On CPU
+        in the compact `index_dtype` (uint8 for the paper's economies: the fused step reads an eighth
+        of int64's bytes); elsewhere int64, which torch's gathers take without a cast."""
         gen = generator or self.generator
         nvec = action_nvec(self.cfg)
         e, n, f = self.n_envs, self.cfg.n_consumers, self.cfg.n_firms
-        dtype = index_dtype(self.cfg)
+        dtype = index_dtype(self.cfg) if self.device.type == "cpu" else torch.int64
 
         def draw(kind: str, shape: tuple[int, ...]) -> torch.Tensor:
             high = torch.tensor(nvec[kind], device=self.device, dtype=torch.float32)
