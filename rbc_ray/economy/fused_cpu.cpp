@@ -332,9 +332,8 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
     // row loops run whole vectors and never touch the outputs' padding-free rows
     std::vector<T> cons_scratch(F * NP, T(0)), pw(F * NP), scale(NP, T(0)), usum(NP), sp_s(NP), wemp(NP),
         total(F), ration(F), corp_paid(F), lab4(4 * F);
-    std::vector<int64_t> employer(N);
     std::vector<T> h_s(NP);
-    std::vector<int32_t> emp_s(NP), xi_s(NP * A + 8, 0);
+    std::vector<int32_t> employer(NP), xi_s(NP * A + 8, 0);
 #if defined(__AVX2__) && defined(__FMA__)
     const Grid16 demand16(demand_grid, n_demand), hours16(hours_grid, n_hours);
 #endif
@@ -396,7 +395,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
                 } else if (head == F) {
                   _mm256_storeu_ps(h_s.data() + j0, lookup16(hours16.lo, hours16.hi, idx));
                 } else {
-                  _mm256_storeu_si256(reinterpret_cast<__m256i*>(emp_s.data() + j0), idx);
+                  _mm256_storeu_si256(reinterpret_cast<__m256i*>(employer.data() + j0), idx);
                   _mm256_storeu_ps(wemp.data() + j0, _mm256_i32gather_ps(w, idx, 4));
                 }
               }
@@ -404,7 +403,6 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
             _mm256_storeu_ps(scale.data() + j0, cost);
           }
           std::memcpy(h, h_s.data(), N * sizeof(T));
-          for (int64_t j = 0; j < N; ++j) employer[j] = emp_s[j];
           ingested = true;
         }
       }
@@ -420,7 +418,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
           const I* a = act_c + (e * N + j) * A;
           for (int64_t i = 0; i < F; ++i) cons[i * NP + j] = demand_grid[a[i]];
           h[j] = hours_grid[a[F]];
-          employer[j] = static_cast<int64_t>(a[F + 1]);
+          employer[j] = static_cast<int32_t>(a[F + 1]);
           wemp[j] = w[a[F + 1]];
         }
         for (int64_t j = 0; j < NP; ++j) scale[j] = T(0);  // cost, until the next loop turns it into the scale
