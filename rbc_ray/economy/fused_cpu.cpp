@@ -35,6 +35,14 @@ constexpr float kRoundMagic = 12582912.0f;  // 1.5 2^23: t + this rounds t to an
 constexpr int32_t kRoundMagicBits = 0x4b400000;
 inline float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
 inline int32_t float_to_bits(float x) { return __builtin_bit_cast(int32_t, x); }
+// How x^k splits: polynomial (k in [-1/2, 3/2)) with m = 1 (times_x) or 0, f = k - m.
+struct PowSplit {
+  bool polynomial, times_x;
+  float f, f_log2e;
+  explicit PowSplit(float k)
+      : polynomial(k >= -0.5f && k < 1.5f), times_x(k >= 0.5f), f(times_x ? k - 1.0f : k),
+        f_log2e(f * 1.44269504088896341f) {}
+};
 inline float fast_pow_split(float x, float f, float f_log2e, bool times_x) {
   const int32_t ix = float_to_bits(x);
   const int32_t ei = (ix - 0x3f3504f3) >> 23;  // x = 2^ei m' with m' in [sqrt(1/2), sqrt(2))
@@ -111,9 +119,10 @@ inline void pow_block(const float*, float, float, bool, float*) {}
 #endif
 // out = (c + 1)^k.
 inline void power_all(const float* __restrict c, float k, float* __restrict out, int64_t n) {
-  if (k >= -0.5f && k < 1.5f) {
-    const bool times_x = k >= 0.5f;
-    const float f = times_x ? k - 1.0f : k, f_log2e = f * 1.44269504088896341f;
+  const PowSplit split(k);
+  if (split.polynomial) {
+    const bool times_x = split.times_x;
+    const float f = split.f, f_log2e = split.f_log2e;
     int64_t j = 0;
     for (; kBlock > 0 && j + kBlock <= n; j += kBlock) pow_block(c + j, f, f_log2e, times_x, out + j);
 #pragma omp simd
@@ -322,9 +331,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
 
   const int64_t NP = (N + 7) / 8 * 8;  // the scratch rows' stride: whole 8-float vectors, zero padded
   // the utility's power in registers when power_all would take its polynomial path
-  const float pow_k = static_cast<float>(one_minus_eta);
-  const bool pow_in_registers = pow_k >= -0.5f && pow_k < 1.5f, pow_times_x = pow_k >= 0.5f;
-  const float pow_f = pow_times_x ? pow_k - 1.0f : pow_k, pow_f_log2e = pow_f * 1.44269504088896341f;
+  const PowSplit pow_split(static_cast<float>(one_minus_eta));
   // the AVX2 ingest looks the grids up in registers (up to 16 values each)
   const bool fast_lookup = n_demand <= 16 && n_hours <= 16;
   at::parallel_for(0, E, 8, [&](int64_t begin, int64_t end) {
@@ -464,12 +471,12 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       bool received = false;
 #if defined(__AVX2__) && defined(__FMA__)
       if constexpr (std::is_same_v<T, float>) {
-        if (pow_in_registers) {
+        if (pow_split.polynomial) {
           // one pass per firm row: rationed consumption (stored once, final), spending, and
           // (c + 1)^(1 - eta) summed into the utility, four vectors at a time in registers
           for (int64_t i = 0; i < F; ++i) {
-            receive_row<kChains>(cons + i * NP, consumed + (e * F + i) * N, N, NP, ration[i], p[i], pow_f,
-                                 pow_f_log2e, pow_times_x, sp_s.data(), usum.data());
+            receive_row<kChains>(cons + i * NP, consumed + (e * F + i) * N, N, NP, ration[i], p[i], pow_split.f,
+                                 pow_split.f_log2e, pow_split.times_x, sp_s.data(), usum.data());
           }
           received = true;
         }
