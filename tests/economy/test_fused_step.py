@@ -85,9 +85,20 @@ def test_float32_fused_step_is_float32_accurate(name: str) -> None:
     assert worst["fused"] <= 4 * worst["torch"] + 1e-6, worst
 
 
-def test_fused_observation_is_observe_of_its_next_state() -> None:
+# float32 builds 8 consumers' observation rows (8 x (n_digits + 1) floats, whole vectors) by
+# permutes: 100 consumers leave a tail of 4, 16 none, 5 no whole block; 3 and 7 digits change the width
+OBS_CONFIGS = {
+    "paper": {},
+    "16x3_3_digits": {"n_consumers": 16, "n_firms": 3, "n_digits": 3},
+    "5x2": {"n_consumers": 5, "n_firms": 2},
+    "13x9_7_digits": {"n_consumers": 13, "n_firms": 9, "n_digits": 7},
+}
+
+
+@pytest.mark.parametrize("name", sorted(OBS_CONFIGS))
+def test_fused_observation_is_observe_of_its_next_state(name: str) -> None:
     """The kernel's observations are observe.py applied to the state it returns (float32)."""
-    cfg = EconomyConfig()
+    cfg = EconomyConfig.from_dict(OBS_CONFIGS[name])
     params = Params.build(cfg)
     gen = torch.Generator().manual_seed(2)
     state = random_state(params, 8, gen)
@@ -97,6 +108,26 @@ def test_fused_observation_is_observe_of_its_next_state() -> None:
         for part in ("global_", "consumer", "firm"):
             torch.testing.assert_close(getattr(result.obs, part), getattr(expected, part), rtol=0, atol=1e-6)
         state = next_state
+
+
+def test_production_outside_the_fast_path_takes_the_c_library() -> None:
+    """float32 production runs as K 2^(a log2(L / K)) in double for finite K, L >= 0, and through the
+    C library otherwise. Zero, subnormal and huge capital, zero labour and a hand-made negative
+    capital (NaN, as torch gives) must all match the float32 torch step."""
+    cfg = EconomyConfig(n_consumers=12, n_firms=4)
+    p32 = Params.build(cfg)
+    gen = torch.Generator().manual_seed(3)
+    state = random_state(p32, 2, gen)
+    capital = state.capital.clone()
+    capital[0] = torch.tensor([0.0, 1e-40, 3e38, -5.0])
+    state = dataclasses.replace(state, capital=capital)
+    actions = sample_actions(cfg, 2, gen)
+    actions.consumer[1, :, cfg.n_firms + 1] = 0  # every consumer works for firm 0 in env 1
+    _, got = fused.fused_step(p32, state, actions)
+    _, want = step(p32, state, actions)
+    produced, truth = got.accounts.produced, want.accounts.produced
+    assert produced[0, 0] == 0.0 and produced[0, 3].isnan() and (produced[1, 1:] == 0.0).all()
+    torch.testing.assert_close(produced, truth, rtol=1e-6, atol=0.0, equal_nan=True)
 
 
 def test_fused_step_is_deterministic_across_thread_counts() -> None:
