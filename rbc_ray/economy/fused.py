@@ -108,7 +108,7 @@ def fused_step(params: Params, state: State, actions: Actions,
                          firm_budget=fb, consumer_budget=cb, income_tax=itax, corporate_tax=ctax, t=t,
                          log_tfp=log_tfp, theta_factor=s.theta_factor)
     accounts = _record(
-        Accounts, consumed=consumed.transpose(1, 2), consumer_spending=spending,
+        Accounts, consumed=consumed, consumer_spending=spending,
         labour_income=labour_income, hours=hours, units_sold=sold, exported=exported, produced=produced,
         labour=labour, firm_revenue=revenue, wage_bill=wage_bill, investment=investment, profit=profit,
         income_tax=itax_total, corporate_tax=ctax_total, taxes=taxes, lump_sum=lump)

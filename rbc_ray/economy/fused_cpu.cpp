@@ -329,6 +329,15 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
     used += n;
     return at::Tensor(std::move(impl));
   };
+  // consumption is built firm-major [E, F, N] and returned as the accounts' [E, N, F] view of it
+  // (a transpose in Python cost about 1.3 us per step)
+  auto carve_consumed = [&]() {
+    auto impl = c10::make_intrusive<c10::TensorImpl>(c10::Storage(storage), buffer.key_set(), buffer.dtype());
+    const int64_t sizes[3] = {E, N, F}, strides[3] = {F * N, 1, N};
+    impl->set_sizes_and_strides(at::IntArrayRef(sizes, 3), at::IntArrayRef(strides, 3), used);
+    used += E * F * N;
+    return at::Tensor(std::move(impl));
+  };
   auto ef = [&]() { return carve({E, F}); };
   auto en = [&]() { return carve({E, N}); };
   auto e1 = [&]() { return carve({E}); };
@@ -337,7 +346,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
              n_fb_t = ef(), n_cb_t = en(), n_itax_t = e1(), n_ctax_t = e1(), n_t_t = e1(),
              n_tfp_t = e1();
   // accounts
-  at::Tensor consumed_t = carve({E, F, N}), spending_t = en(), li_t = en(), hours_t = en(),
+  at::Tensor consumed_t = carve_consumed(), spending_t = en(), li_t = en(), hours_t = en(),
              sold_t = ef(), exported_t = ef(), produced_t = ef(), labour_t = ef(), revenue_t = ef(),
              wage_bill_t = ef(), investment_t = ef(), profit_t = ef(), itax_total_t = e1(),
              ctax_total_t = e1(), taxes_t = e1(), lump_t = e1();
