@@ -8,6 +8,8 @@
 // In float32 with AVX2 the consumers' [N, F + 2] action block is turned firm-major by 8x8 register
 // transposes and its grids looked up in registers (an index-by-index loop was about a quarter of
 // the step). Indices may be uint8, int32 or int64; uint8 moves an eighth of the bytes.
+// The consumers' observation rows are built 8 consumers (whole vectors) at a time by permutes, and
+// the firms' production in vectorised double log2/exp2 (float32 only).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #if defined(__AVX2__)
