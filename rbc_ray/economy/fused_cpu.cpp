@@ -67,7 +67,7 @@ inline float fast_pow_split(float x, float f, float f_log2e, bool times_x) {
 // cores, 4 chains made the step about 11% faster than the compiler's one-vector loop, 2 chains 5%).
 constexpr int kChains = 4, kBlock = 8 * kChains;
 // The firm-row pass interleaves 6: on the Zen 3 machine of session 11 that was about 3% faster than 4
-// in the whole step (8 spill registers and are slower).
+// in the whole step (8 run out of registers and were slower).
 constexpr int kRowChains = 6;
 // r[k] = (c[k] + 1)^(f or f + 1) for C vectors, in registers. Same method as fast_pow_split, two
 // instructions shorter per vector: f log2(e) is folded into the log's coefficients, and t is split
@@ -381,6 +381,15 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
     lim32[j * A + F + 1] = static_cast<int32_t>(F - 1);
   }
 
+  // the consumer observation's permute patterns (8 consumers = DC vectors): who, digit scale, theta lane
+  std::vector<int32_t> obs_who(8 * DC);
+  std::vector<float> obs_scale(8 * DC, 0.0f), obs_theta(8 * DC, 0.0f);
+  for (int64_t p = 0; p < 8 * DC; ++p) {
+    const int64_t q = p % DC;
+    obs_who[p] = static_cast<int32_t>(p / DC);
+    if (q < DB) obs_scale[p] = static_cast<float>(digit_scale[q]);
+    obs_theta[p] = q == DB ? -1.0f : 0.0f;  // sign bit set: blendv takes theta
+  }
   const int64_t NP = (N + 7) / 8 * 8;  // the scratch rows' stride: whole 8-float vectors, zero padded
   // the utility's power in registers when power_all would take its polynomial path
   const PowSplit pow_split(static_cast<float>(one_minus_eta));
@@ -392,15 +401,6 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
     std::vector<T> cons_scratch(F * NP, T(0)), pw(F * NP), scale(NP, T(0)), usum(NP), sp_s(NP), wemp(NP),
         total(F), ration(F), corp_paid(F), lab4(4 * F);
     std::vector<T> h_s(NP);
-    // the consumer observation's permute patterns (8 consumers = DC vectors): who, digit scale, theta lane
-    std::vector<int32_t> obs_who(8 * DC);
-    std::vector<float> obs_scale(8 * DC, 0.0f), obs_theta(8 * DC, 0.0f);
-    for (int64_t p = 0; p < 8 * DC; ++p) {
-      const int64_t q = p % DC;
-      obs_who[p] = static_cast<int32_t>(p / DC);
-      if (q < DB) obs_scale[p] = static_cast<float>(digit_scale[q]);
-      obs_theta[p] = q == DB ? -1.0f : 0.0f;  // sign bit set: blendv takes theta
-    }
     std::vector<int32_t> employer(NP), xi_s(NP * A + 8, 0);
 #if defined(__AVX2__) && defined(__FMA__)
     const Grid16 demand16(demand_grid, n_demand), hours16(hours_grid, n_hours);
