@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -169,6 +170,26 @@ inline void transpose8(__m256 r[8]) {
   r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
+// The 16 columns of an 8 x 16 byte block (rows r): column c is the low (c even) or high (c odd)
+// 8 bytes of o[c / 2], in row order. Three rounds of unpacks.
+inline void transpose_bytes(const __m128i (&r)[8], __m128i (&o)[8]) {
+  const __m128i a0 = _mm_unpacklo_epi8(r[0], r[1]), a1 = _mm_unpackhi_epi8(r[0], r[1]);
+  const __m128i a2 = _mm_unpacklo_epi8(r[2], r[3]), a3 = _mm_unpackhi_epi8(r[2], r[3]);
+  const __m128i a4 = _mm_unpacklo_epi8(r[4], r[5]), a5 = _mm_unpackhi_epi8(r[4], r[5]);
+  const __m128i a6 = _mm_unpacklo_epi8(r[6], r[7]), a7 = _mm_unpackhi_epi8(r[6], r[7]);
+  const __m128i b0 = _mm_unpacklo_epi16(a0, a2), b1 = _mm_unpackhi_epi16(a0, a2);  // rows 0-3: columns 0-3, 4-7
+  const __m128i b2 = _mm_unpacklo_epi16(a1, a3), b3 = _mm_unpackhi_epi16(a1, a3);  // rows 0-3: columns 8-11, 12-15
+  const __m128i b4 = _mm_unpacklo_epi16(a4, a6), b5 = _mm_unpackhi_epi16(a4, a6);  // rows 4-7: columns 0-3, 4-7
+  const __m128i b6 = _mm_unpacklo_epi16(a5, a7), b7 = _mm_unpackhi_epi16(a5, a7);  // rows 4-7: columns 8-11, 12-15
+  o[0] = _mm_unpacklo_epi32(b0, b4);
+  o[1] = _mm_unpackhi_epi32(b0, b4);
+  o[2] = _mm_unpacklo_epi32(b1, b5);
+  o[3] = _mm_unpackhi_epi32(b1, b5);
+  o[4] = _mm_unpacklo_epi32(b2, b6);
+  o[5] = _mm_unpackhi_epi32(b2, b6);
+  o[6] = _mm_unpacklo_epi32(b3, b7);
+  o[7] = _mm_unpackhi_epi32(b3, b7);
+}
 // One chunk of C vectors of a firm's row of the [F, NP] consumption scratch: c = row x ration,
 // stored to the output row (its first n floats: the padding stays out), spending += c x price,
 // usum += (c + 1)^k (pow_chains).
@@ -246,6 +267,42 @@ inline double exp2_moderate(double y) {  // |y| < 1000 (the 2^n stays a normal d
   return __builtin_bit_cast(double, __builtin_bit_cast(int64_t, p) + (n << 52));
 }
 
+// The output buffers of one economy, recycled: a buffer is taken again once every output carved
+// from it has died (this pool holds its storage's only reference). A fresh buffer per call (1.6 MB
+// at 128 envs) can land on heap pages glibc has just given back to the kernel: in about one process
+// in five on the project's machine each step then took ~400 page faults and ran 2.7x slower.
+class OutputPool {
+ public:
+  at::Tensor take(int64_t numel, const at::TensorOptions& opts) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const at::Tensor& b : buffers_) {
+      if (b.numel() == numel && b.scalar_type() == opts.dtype().toScalarType() && unused(b)) return b;
+    }
+    at::Tensor fresh = at::empty({numel}, opts);
+    for (at::Tensor& b : buffers_) {
+      if (unused(b)) { b = fresh; return fresh; }  // a free buffer of another size or dtype
+    }
+    if (buffers_.size() < kMaxBuffers) buffers_.push_back(fresh);
+    return fresh;
+  }
+  int64_t size() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return static_cast<int64_t>(buffers_.size());
+  }
+
+ private:
+  // a stepping loop keeps one step's outputs alive (the state and the last result) while the
+  // next is made: two buffers turn over; more is room for callers that keep a step or two longer
+  static constexpr size_t kMaxBuffers = 4;
+  // nothing but this pool refers to the buffer's tensor or its storage (no views, no weak refs)
+  static bool unused(const at::Tensor& b) {
+    const auto weak = b.storage().getWeakStorageImpl();  // itself a weak ref: 1 + the implicit one
+    return b.use_count() == 1 && weak.use_count() == 1 && weak.weak_use_count() == 2;
+  }
+  std::mutex mutex_;
+  std::vector<at::Tensor> buffers_;
+};
+
 // Scalars of the config, in the order fused.py passes them.
 enum Scalar {
   kEta, kPExport, kQExport, kInvestmentFraction, kFirmWelfareWeight, kBudgetEpsilon,
@@ -258,7 +315,7 @@ enum Flag {
 
 template <typename T, typename I>
 std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::vector<double>& sc,
-                                  const std::vector<int64_t>& fl) {
+                                  const std::vector<int64_t>& fl, OutputPool* pool) {
   const at::Tensor& price_t = in[0];
   const int64_t E = price_t.size(0), F = price_t.size(1), N = in[5].size(1);
   const int64_t D = in[18].size(0);
@@ -313,10 +370,11 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   const T theta_scale = static_cast<T>(sc[kThetaScale]), capital_scale = static_cast<T>(sc[kCapitalScale]);
 
   // Every float output is a slice of one buffer: one allocation per call instead of 33 (a caller
-  // that keeps any one output keeps the whole step's buffer alive, about 10 KB per env).
+  // that keeps any one output keeps the whole step's buffer alive, about 12 KB per env), taken
+  // from the economy's pool when there is one.
   const auto opts = price_t.options();
   const int64_t total = 15 * E * F + 5 * E * N + 9 * E + E * F * N + E * G + E * N * DC + E * F * DF;
-  at::Tensor buffer = at::empty({total}, opts);
+  at::Tensor buffer = pool != nullptr ? pool->take(total, opts) : at::empty({total}, opts);
   T* base = buffer.data_ptr<T>();
   int64_t used = 0;
   // Each output is a TensorImpl on the buffer's storage, made directly: from_blob (a storage and a
@@ -405,6 +463,22 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
 #if defined(__AVX2__) && defined(__FMA__)
     const Grid16 demand16(demand_grid, n_demand), hours16(hours_grid, n_hours);
 #endif
+    // Locals for what the hot loops read: a capture lives in the caller's frame, and after every
+    // vector store (a may_alias type) the compiler reloads it, pointer and all (in the consumer
+    // observation's loop that was most of its cost).
+    const int64_t n_cons = N, n_heads = A, n_obs = DC;
+    const int32_t* const lim = lim32.data();
+    const int32_t* const who_pattern = obs_who.data();
+    const float* const scale_pattern = obs_scale.data();
+    const float* const theta_pattern = obs_theta.data();
+    const T* const theta_j = theta;
+    T* const obs_cons = obs_c;
+    const T k_util = one_minus_eta;
+    const int64_t n_firms = F, stride = NP;
+    T* const scale_p = scale.data();
+    T* const hours_p = h_s.data();
+    T* const wemp_p = wemp.data();
+    int32_t* const employer_p = employer.data();
     bool bad = false;
     for (int64_t e = begin; e < end; ++e) {
       const T* p = price + e * F;
@@ -420,18 +494,80 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       // checked against its head's limit before any is used (an index out of range stops the chunk
       // and the call raises before any output is returned).
       const I* blk = act_c + e * N * A;
+      if (e + 1 < end) {  // the next env's action block, fetched an env ahead (read first, often cold:
+                          // 2% faster on 1 thread, 8% on 2; prefetching the outputs for writing was slower)
+        const char* nxt = reinterpret_cast<const char*>(blk + N * A);
+        for (int64_t b = 0; b < static_cast<int64_t>(N * A * sizeof(I)); b += 64) __builtin_prefetch(nxt + b, 0, 3);
+      }
       bool ingested = false;
 #if defined(__AVX2__) && defined(__FMA__)
+      if constexpr (std::is_same_v<T, float> && sizeof(I) == 1) {
+        if (fast_lookup && n_heads <= 16) {
+          // uint8 indices, at most 16 heads: 8 consumers' rows are transposed as bytes (16-byte
+          // loads, three rounds of unpacks), each head widened to int32 and checked against its
+          // limit as it is looked up; an env with an index out of range stops before its stage 2
+          const uint8_t* bytes = reinterpret_cast<const uint8_t*>(blk);
+          const __m256i lim_demand = _mm256_set1_epi32(static_cast<int>(n_demand - 1)),
+                        lim_hours = _mm256_set1_epi32(static_cast<int>(n_hours - 1)),
+                        lim_employer = _mm256_set1_epi32(static_cast<int>(n_firms - 1));
+          __m256i over = _mm256_setzero_si256();
+          // this env's wages in two registers when there are at most 16 firms (a gather per 8
+          // consumers was about 5% of the step); masked loads read nothing past the row
+          const bool wage_regs = n_firms <= 16;
+          const __m256i wlane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+          const __m256i wmask_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n_firms)), wlane);
+          const __m256i wmask_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n_firms) - 8), wlane);
+          const __m256 wage_lo = wage_regs ? _mm256_maskload_ps(w, wmask_lo) : _mm256_setzero_ps();
+          const __m256 wage_hi = wage_regs ? _mm256_maskload_ps(w + 8, wmask_hi) : _mm256_setzero_ps();
+          for (int64_t j0 = 0; j0 < n_cons; j0 += 8) {
+            __m128i r[8], col[8];
+            if ((n_cons - j0 - 7) * n_heads >= 16) {  // every 16-byte load stays in this env's block
+              for (int l = 0; l < 8; ++l) r[l] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + (j0 + l) * n_heads));
+            } else {  // the last rows: a zero-padded copy (index 0 is valid for every head)
+              alignas(16) uint8_t tail[8][16] = {};
+              for (int64_t l = 0; l < 8 && j0 + l < n_cons; ++l) std::memcpy(tail[l], bytes + (j0 + l) * n_heads, n_heads);
+              for (int l = 0; l < 8; ++l) r[l] = _mm_load_si128(reinterpret_cast<const __m128i*>(tail[l]));
+            }
+            transpose_bytes(r, col);
+            const __m256i lane = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(j0)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n_cons)), lane));
+            __m256 cost = _mm256_setzero_ps();
+            for (int64_t head = 0; head < n_heads; ++head) {
+              const __m128i c = col[head / 2];
+              const __m256i idx = _mm256_cvtepu8_epi32((head & 1) ? _mm_unpackhi_epi64(c, c) : c);
+              if (head < n_firms) {
+                over = _mm256_or_si256(over, _mm256_cmpgt_epi32(idx, lim_demand));
+                const __m256 d = _mm256_and_ps(lookup16(demand16.lo, demand16.hi, idx), live);
+                _mm256_storeu_ps(cons + head * stride + j0, d);
+                cost = _mm256_fmadd_ps(d, _mm256_set1_ps(p[head]), cost);
+              } else if (head == n_firms) {
+                over = _mm256_or_si256(over, _mm256_cmpgt_epi32(idx, lim_hours));
+                _mm256_storeu_ps(hours_p + j0, lookup16(hours16.lo, hours16.hi, idx));
+              } else {
+                over = _mm256_or_si256(over, _mm256_cmpgt_epi32(idx, lim_employer));
+                const __m256i safe = _mm256_min_epu32(idx, lim_employer);  // the gather reads in bounds
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(employer_p + j0), safe);
+                _mm256_storeu_ps(wemp_p + j0, wage_regs ? lookup16(wage_lo, wage_hi, safe) : _mm256_i32gather_ps(w, safe, 4));
+              }
+            }
+            _mm256_storeu_ps(scale_p + j0, cost);
+          }
+          if (!_mm256_testz_si256(over, over)) { bad = true; break; }
+          std::memcpy(h, hours_p, n_cons * sizeof(T));
+          ingested = true;
+        }
+      }
       if constexpr (std::is_same_v<T, float>) {
-        if (fast_lookup) {
+        if (fast_lookup && !ingested) {
           // (a) the block as int32 in a zero-padded scratch, checked on the way
           int32_t* xi = xi_s.data();
           __m256i over = _mm256_setzero_si256();
           int64_t k = 0;
           if constexpr (sizeof(I) == 1) {
-            for (; k + 8 <= N * A; k += 8) {
+            const int64_t n_idx = n_cons * n_heads;
+            for (; k + 8 <= n_idx; k += 8) {
               const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + k)));
-              over = _mm256_or_si256(over, _mm256_cmpgt_epi32(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lim32.data() + k))));
+              over = _mm256_or_si256(over, _mm256_cmpgt_epi32(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lim + k))));
               _mm256_storeu_si256(reinterpret_cast<__m256i*>(xi + k), v);
             }
           }
@@ -572,21 +708,28 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       T* cb = o_cb + e * N;
       T itax_sum = T(0), reward_sum = T(0);
       const T fF = static_cast<T>(F);
+      // vectorised now that it reads locals only (the sums' order is that of 8 lanes: a scalar loop
+      // of the captures was about 5% of the step)
+      const T* const us = usum.data();
+      const T* const we = wemp.data();
+      const T* const hj = h;
       if (quadratic) {
 #pragma omp simd reduction(+ : itax_sum, reward_sum)
-        for (int64_t j = 0; j < N; ++j) {
-          cr[j] = (usum[j] - fF) / one_minus_eta - T(0.5) * (theta[j] * tf) * (h[j] * h[j]);
-          lie[j] = wemp[j] * h[j];
-          itax_sum += tau_inc * lie[j];
-          reward_sum += cr[j];
+        for (int64_t j = 0; j < n_cons; ++j) {
+          const T c = (us[j] - fF) / k_util - T(0.5) * (theta_j[j] * tf) * (hj[j] * hj[j]), l = we[j] * hj[j];
+          cr[j] = c;
+          lie[j] = l;
+          itax_sum += tau_inc * l;
+          reward_sum += c;
         }
       } else {
 #pragma omp simd reduction(+ : itax_sum, reward_sum)
-        for (int64_t j = 0; j < N; ++j) {
-          cr[j] = (usum[j] - fF) / one_minus_eta - T(0.5) * (theta[j] * tf) * h[j];
-          lie[j] = wemp[j] * h[j];
-          itax_sum += tau_inc * lie[j];
-          reward_sum += cr[j];
+        for (int64_t j = 0; j < n_cons; ++j) {
+          const T c = (us[j] - fF) / k_util - T(0.5) * (theta_j[j] * tf) * hj[j], l = we[j] * hj[j];
+          cr[j] = c;
+          lie[j] = l;
+          itax_sum += tau_inc * l;
+          reward_sum += c;
         }
       }
       // 5 exports; 6 firms
@@ -696,16 +839,18 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
           // 8 consumers' rows are 8 x DC consecutive floats, i.e. DC whole vectors: lane l of vector
           // k is consumer (8k + l) / DC's feature (8k + l) % DC, fetched by a permute
           const __m256 tf8 = _mm256_set1_ps(tf), ts8 = _mm256_set1_ps(theta_scale);
-          for (; j_obs + 8 <= N; j_obs += 8) {
-            const __m256 vb = _mm256_loadu_ps(cb + j_obs);
-            const __m256 vt = _mm256_div_ps(_mm256_mul_ps(_mm256_loadu_ps(theta + j_obs), tf8), ts8);
-            float* oc = obs_c + (e * N + j_obs) * DC;
-            for (int64_t k = 0; k < DC; ++k) {
-              const __m256i who = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(obs_who.data() + 8 * k));
-              const __m256 u = _mm256_mul_ps(_mm256_loadu_ps(obs_scale.data() + 8 * k), _mm256_permutevar8x32_ps(vb, who));
+          const float* const cbj = cb;
+          float* const oc0 = obs_cons + e * n_cons * n_obs;
+          for (; j_obs + 8 <= n_cons; j_obs += 8) {
+            const __m256 vb = _mm256_loadu_ps(cbj + j_obs);
+            const __m256 vt = _mm256_div_ps(_mm256_mul_ps(_mm256_loadu_ps(theta_j + j_obs), tf8), ts8);
+            float* const oc = oc0 + j_obs * n_obs;
+            for (int64_t k = 0; k < n_obs; ++k) {
+              const __m256i who = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(who_pattern + 8 * k));
+              const __m256 u = _mm256_mul_ps(_mm256_loadu_ps(scale_pattern + 8 * k), _mm256_permutevar8x32_ps(vb, who));
               const __m256 digit = _mm256_sub_ps(u, _mm256_floor_ps(u));
               const __m256 th = _mm256_permutevar8x32_ps(vt, who);
-              _mm256_storeu_ps(oc + 8 * k, _mm256_blendv_ps(digit, th, _mm256_loadu_ps(obs_theta.data() + 8 * k)));
+              _mm256_storeu_ps(oc + 8 * k, _mm256_blendv_ps(digit, th, _mm256_loadu_ps(theta_pattern + 8 * k)));
             }
           }
         }
@@ -748,7 +893,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
 }
 
 std::vector<at::Tensor> step(std::vector<at::Tensor> in, const std::vector<double>& scalars,
-                             const std::vector<int64_t>& flags) {
+                             const std::vector<int64_t>& flags, OutputPool* pool) {
   TORCH_CHECK(in.size() == 23, "fused step: expected 23 tensors, got ", in.size());
   TORCH_CHECK(scalars.size() == kNumScalars, "fused step: expected ", int(kNumScalars), " scalars");
   TORCH_CHECK(flags.size() == kNumFlags, "fused step: expected ", int(kNumFlags), " flags");
@@ -771,13 +916,17 @@ std::vector<at::Tensor> step(std::vector<at::Tensor> in, const std::vector<doubl
     if (!in[k].is_contiguous()) in[k] = in[k].contiguous();
   }
   const bool f64 = dtype == at::kDouble;
-  if (index == at::kByte) return f64 ? step_impl<double, uint8_t>(in, scalars, flags) : step_impl<float, uint8_t>(in, scalars, flags);
-  if (index == at::kInt) return f64 ? step_impl<double, int32_t>(in, scalars, flags) : step_impl<float, int32_t>(in, scalars, flags);
-  return f64 ? step_impl<double, int64_t>(in, scalars, flags) : step_impl<float, int64_t>(in, scalars, flags);
+  if (index == at::kByte) return f64 ? step_impl<double, uint8_t>(in, scalars, flags, pool) : step_impl<float, uint8_t>(in, scalars, flags, pool);
+  if (index == at::kInt) return f64 ? step_impl<double, int32_t>(in, scalars, flags, pool) : step_impl<float, int32_t>(in, scalars, flags, pool);
+  return f64 ? step_impl<double, int64_t>(in, scalars, flags, pool) : step_impl<float, int64_t>(in, scalars, flags, pool);
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("step", &step, "One fused economy step on CPU (see rbc_ray/economy/fused.py)");
+  pybind11::class_<OutputPool>(m, "OutputPool", "Recycled output buffers of one economy (fused.py)")
+      .def(pybind11::init<>())
+      .def("__len__", &OutputPool::size);
+  m.def("step", &step, "One fused economy step on CPU (see rbc_ray/economy/fused.py)", pybind11::arg("inputs"),
+        pybind11::arg("scalars"), pybind11::arg("flags"), pybind11::arg("pool") = nullptr);
 }

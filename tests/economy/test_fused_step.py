@@ -154,8 +154,8 @@ def test_fused_step_reports_out_of_range_actions() -> None:
     cfg = EconomyConfig(n_consumers=4, n_firms=2)
     econ = Economy(cfg, n_envs=2, seed=0, backend="fused")
     good = econ.random_actions()
-    for kind, index, value in (("consumer", (1, 2, 0), 11), ("consumer", (0, 3, 3), 2),
-                               ("firm", (1, 0, 1), -1), ("government", (0, 1), 6)):
+    for kind, index, value in (("consumer", (1, 2, 0), 11), ("consumer", (0, 1, 2), 5), ("consumer", (0, 3, 3), 2),
+                               ("consumer", (1, 0, 1), 255), ("firm", (1, 0, 1), -1), ("government", (0, 1), 6)):
         bad = {k: getattr(good, k).clone() for k in ("consumer", "firm", "government")}
         bad[kind][index] = value
         with pytest.raises(RuntimeError, match="out of range; step with validate=True"):
@@ -191,6 +191,23 @@ def test_any_index_dtype_gives_the_int64_step(backend, dtype, index) -> None:
         assert torch.equal(want[key], got[key]), key
 
 
+@pytest.mark.parametrize("n_consumers,n_firms", [(100, 10), (8, 3), (16, 14), (9, 15), (1, 1)])
+def test_byte_transposed_ingest_gives_the_int64_step(n_consumers, n_firms) -> None:
+    """uint8 actions with at most 16 heads are read 8 consumers' rows at a time as bytes (16-byte loads,
+    a zero-padded copy for the last rows of an env): the int64 step bit for bit, whether the last rows
+    fill a whole group (8), leave a tail (100, 9), have 16 heads (14 firms) or 17 (15 firms: not taken)."""
+    cfg = EconomyConfig(n_consumers=n_consumers, n_firms=n_firms)
+    params = Params.build(cfg)
+    gen = torch.Generator().manual_seed(6)
+    state = random_state(params, 5, gen)
+    actions = sample_actions(cfg, 5, gen)
+    small = Actions(consumer=actions.consumer.to(torch.uint8), firm=actions.firm.to(torch.uint8),
+                    government=actions.government.to(torch.uint8))
+    want, got = outputs(*fused.fused_step(params, state, actions)), outputs(*fused.fused_step(params, state, small))
+    for key in want:
+        assert torch.equal(want[key], got[key]), key
+
+
 def test_mixed_index_dtypes_are_widened_not_wrapped() -> None:
     """uint8 consumers with int64 firm actions: a firm index of 261 must raise, not wrap to 5."""
     cfg = EconomyConfig(n_consumers=4, n_firms=2)
@@ -211,3 +228,42 @@ def test_random_actions_are_compact() -> None:
     wide = Economy(EconomyConfig(n_consumers=3, n_firms=300)).random_actions()
     assert wide.consumer.dtype == torch.int32
     assert int(wide.consumer[..., -1].max()) < 300
+
+
+def test_output_pool_never_recycles_a_buffer_that_is_still_referenced() -> None:
+    """Economy steps carve their outputs from recycled buffers: a result (or a view of one, or its
+    state) kept by the caller must keep its values, and a dropped one is reused (bounded memory)."""
+    cfg = EconomyConfig(n_consumers=9, n_firms=3)
+    econ = Economy(cfg, n_envs=4, seed=0, backend="fused")
+    gen = torch.Generator().manual_seed(7)
+    kept = econ.step(econ.random_actions(gen))
+    kept_copy = kept.obs.consumer.clone()
+    view = econ.step(econ.random_actions(gen)).accounts.consumed[1:, 0]  # only a view survives
+    view_copy = view.clone()
+    state = econ.state
+    state_copy = state.consumer_budget.clone()
+    pointers = set()
+    for _ in range(12):
+        result = econ.step(econ.random_actions(gen))
+        pointers.add(result.obs.consumer.data_ptr())
+    del result
+    assert torch.equal(kept.obs.consumer, kept_copy)
+    assert torch.equal(view, view_copy)
+    assert torch.equal(state.consumer_budget, state_copy)
+    assert len(pointers) <= 3  # three buffers held above, the rest turn over
+
+
+def test_output_pool_gives_the_step_without_a_pool() -> None:
+    """One pool shared by economies of two sizes and both dtypes: every step equals the pool-less one."""
+    pool = fused.output_pool()
+    gen = torch.Generator().manual_seed(8)
+    for k in range(6):
+        cfg = EconomyConfig(n_consumers=5 + 4 * (k % 2), n_firms=2, dtype=("float32", "float64")[k // 2 % 2])
+        params = Params.build(cfg)
+        state = random_state(params, 3, gen)
+        actions = sample_actions(cfg, 3, gen)
+        want = outputs(*fused.fused_step(params, state, actions))
+        got = outputs(*fused.fused_step(params, state, actions, pool=pool))
+        for key in want:
+            assert torch.equal(want[key], got[key]), key
+    assert len(pool) <= 4
