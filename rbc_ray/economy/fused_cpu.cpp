@@ -373,7 +373,8 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   // that keeps any one output keeps the whole step's buffer alive, about 12 KB per env), taken
   // from the economy's pool when there is one.
   const auto opts = price_t.options();
-  const int64_t total = 15 * E * F + 5 * E * N + 9 * E + E * F * N + E * G + E * N * DC + E * F * DF;
+  const int64_t done_words = (E + static_cast<int64_t>(sizeof(T)) - 1) / static_cast<int64_t>(sizeof(T));
+  const int64_t total = 15 * E * F + 5 * E * N + 9 * E + E * F * N + E * G + E * N * DC + E * F * DF + done_words;
   at::Tensor buffer = pool != nullptr ? pool->take(total, opts) : at::empty({total}, opts);
   T* base = buffer.data_ptr<T>();
   int64_t used = 0;
@@ -412,8 +413,16 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
              ctax_total_t = e1(), taxes_t = e1(), lump_t = e1();
   // rewards, done, observations
   at::Tensor c_reward_t = en(), f_reward_t = ef(), welfare_t = e1();
-  at::Tensor done_t = at::empty({E}, opts.dtype(at::kBool));
   at::Tensor obs_g_t = carve({E, G}), obs_c_t = carve({E, N, DC}), obs_f_t = carve({E, F, DF});
+  at::Tensor done_t;
+  {  // the done flags: E bools in the buffer's last words (a bool tensor of its own cost an allocation)
+    auto impl = c10::make_intrusive<c10::TensorImpl>(c10::Storage(storage), buffer.key_set(),
+                                                     caffe2::TypeMeta::Make<bool>());
+    impl->set_sizes_contiguous({E});
+    impl->set_storage_offset(used * static_cast<int64_t>(sizeof(T)));  // in bools, i.e. bytes
+    used += done_words;
+    done_t = at::Tensor(std::move(impl));
+  }
   TORCH_CHECK(used == total, "fused step: output layout mismatch");
 
   T *o_price = n_price_t.data_ptr<T>(), *o_wage = n_wage_t.data_ptr<T>(), *o_stock = n_stock_t.data_ptr<T>(),
@@ -432,8 +441,16 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
 
   std::atomic<bool> bad_action{false};
   using U = std::make_unsigned_t<I>;
-  std::vector<int32_t> lim32(N * A);  // the largest allowed index of each head, per consumer
-  for (int64_t j = 0; j < N; ++j) {
+  // the AVX2 ingest looks the grids up in registers (up to 16 values each); uint8 indices with at
+  // most 16 heads are read as bytes and checked head by head, the rest against lim32
+  const bool fast_lookup = n_demand <= 16 && n_hours <= 16;
+#if defined(__AVX2__) && defined(__FMA__)
+  const bool byte_ingest = std::is_same_v<T, float> && sizeof(I) == 1 && fast_lookup && A <= 16;
+#else
+  const bool byte_ingest = false;
+#endif
+  std::vector<int32_t> lim32(byte_ingest ? 0 : N * A);  // the largest allowed index of each head, per consumer
+  for (int64_t j = 0; !byte_ingest && j < N; ++j) {
     for (int64_t i = 0; i < F; ++i) lim32[j * A + i] = static_cast<int32_t>(n_demand - 1);
     lim32[j * A + F] = static_cast<int32_t>(n_hours - 1);
     lim32[j * A + F + 1] = static_cast<int32_t>(F - 1);
@@ -451,8 +468,6 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
   const int64_t NP = (N + 7) / 8 * 8;  // the scratch rows' stride: whole 8-float vectors, zero padded
   // the utility's power in registers when power_all would take its polynomial path
   const PowSplit pow_split(static_cast<float>(one_minus_eta));
-  // the AVX2 ingest looks the grids up in registers (up to 16 values each)
-  const bool fast_lookup = n_demand <= 16 && n_hours <= 16;
   at::parallel_for(0, E, 8, [&](int64_t begin, int64_t end) {
     // per-thread scratch; the padding lanes of cons stay 0 (every row operation multiplies), so the
     // row loops run whole vectors and never touch the outputs' padding-free rows
@@ -502,7 +517,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       bool ingested = false;
 #if defined(__AVX2__) && defined(__FMA__)
       if constexpr (std::is_same_v<T, float> && sizeof(I) == 1) {
-        if (fast_lookup && n_heads <= 16) {
+        if (byte_ingest) {
           // uint8 indices, at most 16 heads: 8 consumers' rows are transposed as bytes (16-byte
           // loads, three rounds of unpacks), each head widened to int32 and checked against its
           // limit as it is looked up; an env with an index out of range stops before its stage 2

@@ -237,7 +237,7 @@ def test_output_pool_never_recycles_a_buffer_that_is_still_referenced() -> None:
     econ = Economy(cfg, n_envs=4, seed=0, backend="fused")
     gen = torch.Generator().manual_seed(7)
     kept = econ.step(econ.random_actions(gen))
-    kept_copy = kept.obs.consumer.clone()
+    kept_copy, kept_done = kept.obs.consumer.clone(), kept.done.clone()  # done: bools in the same buffer
     view = econ.step(econ.random_actions(gen)).accounts.consumed[1:, 0]  # only a view survives
     view_copy = view.clone()
     state = econ.state
@@ -247,7 +247,7 @@ def test_output_pool_never_recycles_a_buffer_that_is_still_referenced() -> None:
         result = econ.step(econ.random_actions(gen))
         pointers.add(result.obs.consumer.data_ptr())
     del result
-    assert torch.equal(kept.obs.consumer, kept_copy)
+    assert torch.equal(kept.obs.consumer, kept_copy) and torch.equal(kept.done, kept_done)
     assert torch.equal(view, view_copy)
     assert torch.equal(state.consumer_budget, state_copy)
     assert len(pointers) <= 3  # three buffers held above, the rest turn over
