@@ -751,25 +751,38 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       const T tau_corp = corporate_tax[e];
       const T tfp = productivity * std::exp(log_tfp[e]);
       T ctax_sum = T(0), firm_reward_sum = T(0);
-      for (int64_t i = 0; i < F; ++i) {
-        const int64_t o = e * F + i;
-        T ex = T(0);
-        if (fl[kOpen]) {
-          const bool eligible = fl[kExportStrict] ? p[i] > p_export : p[i] >= p_export;
-          const T leftover = std::max(y[i] - sd[i], T(0));
-          ex = eligible ? std::min(leftover, q_export) : T(0);
+      {  // locals only, so that the loop vectorises (the sums' order is that of the lanes)
+        const bool open = fl[kOpen] != 0, strict = fl[kExportStrict] != 0, from_income = fl[kInvestIncome] != 0;
+        const T px = p_export, qx = q_export, frac_inv = inv_frac;
+        const T *const pi_ = p, *const wi_ = w, *const yi_ = y, *const sdi = sd, *const labi = lab,
+                *const fbi = firm_budget + e * F;
+        T *const exo = exported + e * F, *const revo = revenue + e * F, *const wbo = wage_bill + e * F,
+          *const invo = investment + e * F, *const pfo = profit + e * F, *const fro = f_reward + e * F,
+          *const cpo = corp_paid.data();
+#pragma omp simd reduction(+ : ctax_sum, firm_reward_sum)
+        for (int64_t i = 0; i < n_firms; ++i) {
+          T ex = T(0);
+          if (open) {
+            const bool eligible = strict ? pi_[i] > px : pi_[i] >= px;
+            const T leftover = std::max(yi_[i] - sdi[i], T(0));
+            ex = eligible ? std::min(leftover, qx) : T(0);
+          }
+          const T rev = (sdi[i] + ex) * pi_[i], wb = labi[i] * wi_[i];
+          const T gross = rev - wb;
+          const T inv = std::max(frac_inv * (from_income ? gross : fbi[i]), T(0));
+          const T prof = gross - inv;
+          const T paid = tau_corp * std::max(prof, T(0));
+          const T fr = prof - paid;
+          exo[i] = ex;
+          revo[i] = rev;
+          wbo[i] = wb;
+          invo[i] = inv;
+          pfo[i] = prof;
+          cpo[i] = paid;
+          fro[i] = fr;
+          ctax_sum += paid;
+          firm_reward_sum += fr;
         }
-        exported[o] = ex;
-        revenue[o] = (sd[i] + ex) * p[i];
-        wage_bill[o] = lab[i] * w[i];
-        const T gross = revenue[o] - wage_bill[o];
-        const T base = fl[kInvestIncome] ? gross : firm_budget[o];
-        investment[o] = std::max(inv_frac * base, T(0));
-        profit[o] = gross - investment[o];
-        corp_paid[i] = tau_corp * std::max(profit[o], T(0));
-        f_reward[o] = profit[o] - corp_paid[i];
-        ctax_sum += corp_paid[i];
-        firm_reward_sum += f_reward[o];
       }
       T* pr = produced + e * F;
       bool produced_fast = false;
@@ -817,18 +830,28 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
 #pragma omp simd
         for (int64_t j = 0; j < N; ++j) cb[j] = cb[j] > T(0) ? cb[j] * growth : cb[j];
       }
-      for (int64_t i = 0; i < F; ++i) {
-        const int64_t o = e * F + i;
-        T v = firm_budget[o] + f_reward[o];
-        if (interest != 0.0) v = v > T(0) ? v * growth : v;
-        o_fb[o] = v;
-        o_capital[o] = dep == 0.0 ? capital[o] + investment[o] : keep * capital[o] + investment[o];
-        int64_t kp = act_f[o * 2], kw = act_f[o * 2 + 1];
-        if (kp < 0 || kp >= n_price) { bad = true; kp = 0; }
-        if (kw < 0 || kw >= n_wage) { bad = true; kw = 0; }
-        o_price[o] = price_grid[kp];
-        o_wage[o] = wage_grid[kw];
-        o_stock[o] = y[i] - sd[i] - exported[o] + produced[o];
+      {  // locals only (as above)
+        const bool grows = interest != 0.0, depreciates = dep != 0.0;
+        const T g_ = growth, keep_ = keep;
+        const T *const fbi = firm_budget + e * F, *const fri = f_reward + e * F, *const ki = capital + e * F,
+                *const invi = investment + e * F, *const exi = exported + e * F, *const pri = produced + e * F,
+                *const yi_ = y, *const sdi = sd, *const pgrid = price_grid, *const wgrid = wage_grid;
+        const I* const af = act_f + e * F * 2;
+        const int64_t np_ = n_price, nw_ = n_wage;
+        T *const fbo = o_fb + e * F, *const ko = o_capital + e * F, *const po = o_price + e * F,
+          *const wo = o_wage + e * F, *const so = o_stock + e * F;
+        for (int64_t i = 0; i < n_firms; ++i) {
+          T v = fbi[i] + fri[i];
+          if (grows) v = v > T(0) ? v * g_ : v;
+          fbo[i] = v;
+          ko[i] = depreciates ? keep_ * ki[i] + invi[i] : ki[i] + invi[i];
+          int64_t kp = af[i * 2], kw = af[i * 2 + 1];
+          if (kp < 0 || kp >= np_) { bad = true; kp = 0; }
+          if (kw < 0 || kw >= nw_) { bad = true; kw = 0; }
+          po[i] = pgrid[kp];
+          wo[i] = wgrid[kw];
+          so[i] = yi_[i] - sdi[i] - exi[i] + pri[i];
+        }
       }
       // observations of the next state (observe.py)
       T* g = obs_g + e * G;
