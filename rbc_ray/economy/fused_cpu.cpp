@@ -5,9 +5,11 @@
 // loop. Why it exists: on a 2-core CPU the torch step is ~100 small ops whose dispatch and memory
 // passes cost more than the arithmetic; here every env is one cache-resident pass, envs run in
 // parallel on torch's intra-op threads, and the [F, N] utility loop vectorises (AVX2 when built so).
-// In float32 with AVX2 the consumers' [N, F + 2] action block is turned firm-major by 8x8 register
-// transposes and its grids looked up in registers (an index-by-index loop was about a quarter of
-// the step). Indices may be uint8, int32 or int64; uint8 moves an eighth of the bytes.
+// In float32 with AVX2 the consumers' [N, F + 2] action block is turned firm-major in registers
+// (uint8 with at most 16 heads: byte transposes; otherwise 8x8 transposes of int32) and its grids
+// looked up there (an index-by-index loop was about a quarter of the step). Indices may be uint8,
+// int32 or int64; uint8 moves an eighth of the bytes. The hot loops read locals, not the parallel
+// lambda's captures (see there), and each economy recycles its output buffer (OutputPool).
 // The consumers' observation rows are built 8 consumers (whole vectors) at a time by permutes, and
 // the firms' production in vectorised double log2/exp2 (float32 only).
 #include <torch/extension.h>
@@ -506,8 +508,8 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       T* h = hours + e * N;
       T* lab = labour + e * F;
       // 1 consumers scale demand to their budget. Every index of this env's [N, F + 2] block is
-      // checked against its head's limit before any is used (an index out of range stops the chunk
-      // and the call raises before any output is returned).
+      // checked against its head's limit before stage 2 (an index out of range stops the chunk and
+      // the call raises before any output is returned; until then indices only select registers).
       const I* blk = act_c + e * N * A;
       if (e + 1 < end) {  // the next env's action block, fetched an env ahead (read first, often cold:
                           // 2% faster on 1 thread, 8% on 2; prefetching the outputs for writing was slower)
@@ -751,7 +753,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       const T tau_corp = corporate_tax[e];
       const T tfp = productivity * std::exp(log_tfp[e]);
       T ctax_sum = T(0), firm_reward_sum = T(0);
-      {  // locals only, so that the loop vectorises (the sums' order is that of the lanes)
+      {  // locals only: the captures were reloaded after every store (with the loop below, 3% of the step)
         const bool open = fl[kOpen] != 0, strict = fl[kExportStrict] != 0, from_income = fl[kInvestIncome] != 0;
         const T px = p_export, qx = q_export, frac_inv = inv_frac;
         const T *const pi_ = p, *const wi_ = w, *const yi_ = y, *const sdi = sd, *const labi = lab,
