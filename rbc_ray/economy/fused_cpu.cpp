@@ -518,6 +518,36 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
       }
       bool ingested = false;
 #if defined(__AVX2__) && defined(__FMA__)
+      // this env's wages in two registers when there are at most 16 firms (a gather per 8
+      // consumers was about 5% of the step); masked loads read nothing past the row
+      const bool wage_regs = std::is_same_v<T, float> && n_firms <= 16;
+      __m256 wage_lo = _mm256_setzero_ps(), wage_hi = _mm256_setzero_ps();
+      if constexpr (std::is_same_v<T, float>) {
+        if (wage_regs) {
+          const __m256i wlane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+          wage_lo = _mm256_maskload_ps(w, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n_firms)), wlane));
+          wage_hi = _mm256_maskload_ps(w + 8, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n_firms) - 8), wlane));
+        }
+      }
+      const __m256i lim_employer = _mm256_set1_epi32(static_cast<int>(n_firms - 1));
+      // one head of consumers j0 .. j0 + 7 (both float32 readers): demand into the firm-major scratch
+      // with its cost summed, hours, or employer and wage (the index clamped: the gather reads in
+      // bounds even before a bad index is reported)
+      auto use_head = [&](int64_t head, __m256i idx, __m256 live, int64_t j0, __m256& cost) {
+        if constexpr (!std::is_same_v<T, float>) {
+          return;  // float32 only (the callers are)
+        } else if (head < n_firms) {
+          const __m256 d = _mm256_and_ps(lookup16(demand16.lo, demand16.hi, idx), live);
+          _mm256_storeu_ps(cons + head * stride + j0, d);
+          cost = _mm256_fmadd_ps(d, _mm256_set1_ps(p[head]), cost);
+        } else if (head == n_firms) {
+          _mm256_storeu_ps(hours_p + j0, lookup16(hours16.lo, hours16.hi, idx));
+        } else {
+          const __m256i safe = _mm256_min_epu32(idx, lim_employer);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(employer_p + j0), safe);
+          _mm256_storeu_ps(wemp_p + j0, wage_regs ? lookup16(wage_lo, wage_hi, safe) : _mm256_i32gather_ps(w, safe, 4));
+        }
+      };
       if constexpr (std::is_same_v<T, float> && sizeof(I) == 1) {
         if (byte_ingest) {
           // uint8 indices, at most 16 heads: 8 consumers' rows are transposed as bytes (16-byte
@@ -525,17 +555,8 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
           // limit as it is looked up; an env with an index out of range stops before its stage 2
           const uint8_t* bytes = reinterpret_cast<const uint8_t*>(blk);
           const __m256i lim_demand = _mm256_set1_epi32(static_cast<int>(n_demand - 1)),
-                        lim_hours = _mm256_set1_epi32(static_cast<int>(n_hours - 1)),
-                        lim_employer = _mm256_set1_epi32(static_cast<int>(n_firms - 1));
+                        lim_hours = _mm256_set1_epi32(static_cast<int>(n_hours - 1));
           __m256i over = _mm256_setzero_si256();
-          // this env's wages in two registers when there are at most 16 firms (a gather per 8
-          // consumers was about 5% of the step); masked loads read nothing past the row
-          const bool wage_regs = n_firms <= 16;
-          const __m256i wlane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-          const __m256i wmask_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n_firms)), wlane);
-          const __m256i wmask_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n_firms) - 8), wlane);
-          const __m256 wage_lo = wage_regs ? _mm256_maskload_ps(w, wmask_lo) : _mm256_setzero_ps();
-          const __m256 wage_hi = wage_regs ? _mm256_maskload_ps(w + 8, wmask_hi) : _mm256_setzero_ps();
           for (int64_t j0 = 0; j0 < n_cons; j0 += 8) {
             __m128i r[8], col[8];
             if ((n_cons - j0 - 7) * n_heads >= 16) {  // every 16-byte load stays in this env's block
@@ -552,20 +573,9 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
             for (int64_t head = 0; head < n_heads; ++head) {
               const __m128i c = col[head / 2];
               const __m256i idx = _mm256_cvtepu8_epi32((head & 1) ? _mm_unpackhi_epi64(c, c) : c);
-              if (head < n_firms) {
-                over = _mm256_or_si256(over, _mm256_cmpgt_epi32(idx, lim_demand));
-                const __m256 d = _mm256_and_ps(lookup16(demand16.lo, demand16.hi, idx), live);
-                _mm256_storeu_ps(cons + head * stride + j0, d);
-                cost = _mm256_fmadd_ps(d, _mm256_set1_ps(p[head]), cost);
-              } else if (head == n_firms) {
-                over = _mm256_or_si256(over, _mm256_cmpgt_epi32(idx, lim_hours));
-                _mm256_storeu_ps(hours_p + j0, lookup16(hours16.lo, hours16.hi, idx));
-              } else {
-                over = _mm256_or_si256(over, _mm256_cmpgt_epi32(idx, lim_employer));
-                const __m256i safe = _mm256_min_epu32(idx, lim_employer);  // the gather reads in bounds
-                _mm256_storeu_si256(reinterpret_cast<__m256i*>(employer_p + j0), safe);
-                _mm256_storeu_ps(wemp_p + j0, wage_regs ? lookup16(wage_lo, wage_hi, safe) : _mm256_i32gather_ps(w, safe, 4));
-              }
+              const __m256i head_lim = head < n_firms ? lim_demand : (head == n_firms ? lim_hours : lim_employer);
+              over = _mm256_or_si256(over, _mm256_cmpgt_epi32(idx, head_lim));
+              use_head(head, idx, live, j0, cost);
             }
             _mm256_storeu_ps(scale_p + j0, cost);
           }
@@ -606,20 +616,7 @@ std::vector<at::Tensor> step_impl(const std::vector<at::Tensor>& in, const std::
               for (int l = 0; l < 8; ++l) r[l] = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi + (j0 + l) * A + h0)));
               transpose8(r);
               const int64_t heads = std::min<int64_t>(8, A - h0);
-              for (int64_t m = 0; m < heads; ++m) {
-                const int64_t head = h0 + m;
-                const __m256i idx = _mm256_castps_si256(r[m]);
-                if (head < F) {
-                  const __m256 d = _mm256_and_ps(lookup16(demand16.lo, demand16.hi, idx), live);
-                  _mm256_storeu_ps(cons + head * NP + j0, d);
-                  cost = _mm256_fmadd_ps(d, _mm256_set1_ps(p[head]), cost);
-                } else if (head == F) {
-                  _mm256_storeu_ps(h_s.data() + j0, lookup16(hours16.lo, hours16.hi, idx));
-                } else {
-                  _mm256_storeu_si256(reinterpret_cast<__m256i*>(employer.data() + j0), idx);
-                  _mm256_storeu_ps(wemp.data() + j0, _mm256_i32gather_ps(w, idx, 4));
-                }
-              }
+              for (int64_t m = 0; m < heads; ++m) use_head(h0 + m, _mm256_castps_si256(r[m]), live, j0, cost);
             }
             _mm256_storeu_ps(scale.data() + j0, cost);
           }
