@@ -1,4 +1,8 @@
-"""`rbc-ray`: train | sweep | bench | srl | plot. Bad input exits 2 with a one-line message."""
+"""`rbc-ray`: train | sweep | srl | bench | plot. Bad input exits 2 with a one-line message.
+
+Every command takes `--set KEY=VALUE` overrides in one syntax: a dotted key (`train.n_envs=8` for an
+experiment, `sd_z=0` for an SRL calibration) and a YAML value.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,15 @@ import json
 import sys
 from typing import Sequence
 
+from .structural.config import MODELS
+
 
 def _train(args: argparse.Namespace) -> int:
-    from .launch import run_train
+    from .launch.train import run_train, run_train_data_parallel
 
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.workers > 1:
-        from .launch import run_train_data_parallel
-
         if args.resume and not args.out:
             raise ValueError("--resume needs --out: the folder of the run to continue")
         run_train_data_parallel(args.config, args.set, args.out, args.address, args.workers, resume=args.resume,
@@ -28,9 +32,32 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .launch import run_sweep
+    from .launch.sweep import run_sweep
 
     run_sweep(args.config, args.set, args.out, args.address)
+    return 0
+
+
+def _srl(args: argparse.Namespace) -> int:
+    """Solve one SRL model: a JSON summary or a table on stdout, Parquet and PNGs in --out."""
+    from .config import parse_overrides
+    from .structural import calibration, solve
+    from .structural.diagnostics import safe
+
+    overrides = parse_overrides(args.set)
+    calibration(args.model, overrides, smoke=args.smoke)  # validate before any work
+    result = solve(args.model, overrides, smoke=args.smoke, verbose=not args.quiet)
+    if args.out:
+        from .structural.report import write_outputs
+
+        write_outputs(result, args.out)
+    summary = {k: (safe(v) if isinstance(v, float) else v) for k, v in result.summary().items()}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for k, v in summary.items():
+            if k != "calibration":
+                print(f"{k:>26}: {v}")
     return 0
 
 
@@ -39,18 +66,20 @@ def _bench(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     if args.what == "env":
-        from .bench import bench_env
+        from .bench.env import bench_env
 
         result = bench_env(quick=args.quick, device=args.device, compile=_COMPILE[args.compile],
                            envs=args.envs or None)
     elif args.what == "train":
-        from .bench_train import bench_train
+        from .bench.train import bench_train
 
         result = bench_train(quick=args.quick, device=args.device)
     else:
-        from .structural.cli import bench_srl
+        from .bench.srl import bench_srl
+        from .config import parse_overrides
 
-        result = bench_srl(quick=args.quick)
+        result = bench_srl(quick=args.quick, device=args.device, models=tuple(args.models or MODELS),
+                           overrides=parse_overrides(args.set))
     text = json.dumps(result, indent=None if args.json else 2, default=float)
     print(text)
     return 0
@@ -67,14 +96,19 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_option(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config key by its dotted path, value as YAML, e.g. {example} (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rbc-ray", description=__doc__)
+    parser = argparse.ArgumentParser(prog="rbc-ray", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def experiment_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="experiment YAML (see tune_configs/)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key by its dotted path, e.g. train.n_envs=8 (repeatable)")
+        _set_option(p, "train.n_envs=8")
         p.add_argument("--out", help="results folder (default results/NAME-TIMESTAMP)")
         p.add_argument("--address", help="Ray cluster address (default: an embedded local Ray)")
 
@@ -87,11 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --workers: restart a failed worker group from its latest checkpoint up to K times")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("sweep", help="run the grid and seeds an experiment YAML declares")
+    p = sub.add_parser("sweep", help="run the grid and seeds an experiment YAML declares (RBC or SRL)")
     experiment_args(p)
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser("bench", help="speed figures as JSON (see BENCHMARKS)")
+    p = sub.add_parser("srl", help="solve a heterogeneous-agent model by structural RL",
+                       description="Solve Huggett (PE or GE), Krusell-Smith or HANK by structural RL.")
+    p.add_argument("model", choices=MODELS)
+    _set_option(p, "sd_z=0")
+    p.add_argument("--out", default=None, help="directory for Parquet tables and PNG plots")
+    p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    p.add_argument("--smoke", action="store_true", help="smoke-size grids/paths (same economics)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_srl)
+
+    p = sub.add_parser("bench", help="speed figures as JSON (see docs/benchmarks.md)")
     p.add_argument("what", choices=["env", "train", "srl"])
     p.add_argument("--json", action="store_true", help="one-line JSON (default: indented)")
     p.add_argument("--quick", action="store_true", help="small repeats, finishes in about a minute")
@@ -102,23 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(auto: both on cuda, eager on cpu where compiling measured slower)")
     p.add_argument("--envs", type=int, action="append", metavar="N",
                    help="env bench: replica counts to time (repeatable; default 128 and 1024)")
+    p.add_argument("--models", action="append", choices=MODELS,
+                   help="srl bench: models to time (repeatable; default all four)")
+    _set_option(p, "n_paths=64 (srl bench: calibration overrides)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("plot", help="(re)draw the PNG training curves of a results folder")
     p.add_argument("out", help="results folder holding metrics.parquet")
     p.set_defaults(func=_plot)
-
-    try:
-        from .structural.cli import add_srl_parser
-    except ImportError:  # structural RL not installed in this build
-        pass
-    else:
-        add_srl_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .failures import TrainingFailed
+    from .launch.failures import TrainingFailed
+    from .structural.solver import SRLDivergedError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -128,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"rbc-ray {args.command}: error: {message}", file=sys.stderr)
         return 2
-    except TrainingFailed as err:  # a run that failed (diverged training): one line, exit 1
+    except (TrainingFailed, SRLDivergedError) as err:  # a run that failed (diverged): one line, exit 1
         print(f"rbc-ray {args.command}: {err}", file=sys.stderr)
         return 1
 

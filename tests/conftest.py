@@ -1,4 +1,5 @@
-"""Shared pytest setup: one torch thread per test process, and the --runslow switch."""
+"""Shared pytest setup: one torch thread per test process, the --runslow switch, and one local Ray
+for the tests that need one (started once, shut down by us only)."""
 
 import os
 
@@ -27,3 +28,16 @@ def _one_torch_thread():
 
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(_node_ip_address="127.0.0.2", num_cpus=2, include_dashboard=False,
+                 log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()

@@ -7,18 +7,18 @@ the reference code's behaviour, and any field can be overridden by name (`Econom
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
+
+from ..config import ConfigError, coerce, unknown_key
 
 _LABOUR_DISUTILITY = ("linear", "quadratic")
 _INVESTMENT_BASE = ("income", "budget")
 _WELFARE = ("total", "consumer")
 _DTYPES = ("float32", "float64")
-
-
-class ConfigError(ValueError):
-    """Raised for a bad configuration value; the message names the offending key."""
 
 
 def _grid(start: float, step: float, n: int) -> tuple[float, ...]:
@@ -131,7 +131,7 @@ class EconomyConfig:
 
     def __post_init__(self) -> None:
         for f in fields(self):  # type-check every field, also on direct construction
-            object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+            object.__setattr__(self, f.name, coerce(f.name, _hints()[f.name], getattr(self, f.name)))
         _validate(self)
 
     # ------------------------------------------------------------------ constructors
@@ -145,12 +145,12 @@ class EconomyConfig:
 
     def replace(self, **changes: Any) -> "EconomyConfig":
         """A copy with some fields changed; every change is type-checked and validated."""
-        known = {f.name: f for f in fields(self)}
+        hints = _hints()
         coerced = {}
         for key, value in changes.items():
-            if key not in known:
-                raise ConfigError(f"unknown EconomyConfig key {key!r}; known keys: {sorted(known)}")
-            coerced[key] = _coerce(key, known[key].type, value)
+            if key not in hints:
+                raise ConfigError(unknown_key(key, key, hints, "EconomyConfig fields"))
+            coerced[key] = coerce(key, hints[key], value)
         return dataclasses.replace(self, **coerced)
 
     # ------------------------------------------------------------------ derived sizes
@@ -169,33 +169,10 @@ class EconomyConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
-def _coerce(key: str, type_name: Any, value: Any) -> Any:
-    """Check one override against its field type; ints are accepted for floats."""
-    tname = type_name if isinstance(type_name, str) else getattr(type_name, "__name__", str(type_name))
-    if tname == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be a bool, got {value!r}")
-        return value
-    if tname == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an int, got {value!r}")
-        return value
-    if tname == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if tname == "str":
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return value
-    if tname.startswith("tuple"):
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-            raise ConfigError(f"{key} must be a list of numbers, got {value!r}")
-        items = list(value)
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
-            raise ConfigError(f"{key} must be a list of numbers, got {value!r}")
-        return tuple(float(v) for v in items)
-    return value
+@functools.cache
+def _hints() -> dict[str, Any]:
+    """Each field's type (the annotations are strings under `from __future__ import annotations`)."""
+    return typing.get_type_hints(EconomyConfig)
 
 
 def _validate(cfg: EconomyConfig) -> None:

@@ -4,10 +4,11 @@
     res = solve("huggett", overrides={"sd_z": 0.0}, smoke=True)
     res.summary()   # the `rbc-ray srl --json` object
 
-Models: 'huggett-pe', 'huggett', 'ks', 'hank' (docs/structural_rl.md). Modules: config (calibrations),
-grids, distribution (Young lottery), market (clearing by interpolation), policy (monotone tables),
-solver (training loop), huggett / krusell_smith / hank (the economies), egm (independent stationary
-solver, the test oracle), diagnostics, report / plots (Parquet, PNG), cli, tune (Ray Tune sweeps).
+Models: 'huggett-pe', 'huggett', 'ks', 'hank' (docs/structural-rl.md). Layout: config (calibrations),
+core/ (grids, distribution: Young lottery, market: clearing by interpolation, policy: monotone tables,
+household, maths), models/ (huggett, krusell_smith, hank), kernels/ (fused C++ rollouts), solver
+(training loop), egm (independent stationary solver, the test oracle), diagnostics, report / plots
+(Parquet, PNG), api (solve). Ray Tune sweeps of SRL runs live in rbc_ray.launch.srl.
 """
 
 from .api import SRLResult, solve

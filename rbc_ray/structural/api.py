@@ -64,13 +64,13 @@ class SRLResult:
 def build(model: str, cal: SolverSettings):
     """The model object for a calibration (imports lazily: each model file stands alone)."""
     if model in ("huggett", "huggett-pe"):
-        from .huggett import Huggett
+        from .models.huggett import Huggett
         return Huggett(cal)
     if model == "ks":
-        from .krusell_smith import KrusellSmith
+        from .models.krusell_smith import KrusellSmith
         return KrusellSmith(cal)
     if model == "hank":
-        from .hank import HANK
+        from .models.hank import HANK
         return HANK(cal)
     raise ValueError(f"unknown model {model!r}")
 

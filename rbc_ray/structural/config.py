@@ -2,7 +2,7 @@
 
 One dataclass per model; the field names are the spec's calibration keys (`beta`, `crra`, `rho_y`,
 ...), so `rbc-ray srl huggett --set sd_z=0` and `solve("huggett", overrides={"sd_z": 0})` speak the
-same language as docs/structural_rl.md. Solver settings (learning rate, paths, tolerances, device)
+same language as docs/structural-rl.md. Solver settings (learning rate, paths, tolerances, device)
 live in the same object so that one `--set` namespace covers everything a run depends on.
 
 Presets: `PRESETS[model]` is the spec's full-size calibration; `SMOKE[model]` shrinks only the
@@ -12,8 +12,11 @@ grids / paths / epochs (same economics) so tests and notebooks run in seconds on
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
+
+from ..config import ConfigError, coerce, deprecated, parse_override, parse_overrides, unknown_key
 
 MODELS = ("huggett-pe", "huggett", "ks", "hank")
 
@@ -201,67 +204,39 @@ _CORR = {"rho_y", "rho_z", "rho_m", "rho_r"}
 
 
 def _check(cal: SolverSettings) -> None:
-    """Raise ValueError naming the offending key when a value is out of its domain."""
+    """Raise ConfigError naming the offending key when a value is out of its domain."""
     for f in fields(cal):
         k, v = f.name, getattr(cal, f.name)
         if k in _POSITIVE_INT and (not isinstance(v, int) or v < 1):
-            raise ValueError(f"{k} must be a positive integer, got {v!r}")
+            raise ConfigError(f"{k} must be a positive integer, got {v!r}")
         if k in _NONNEG_INT and (not isinstance(v, int) or v < 0):
-            raise ValueError(f"{k} must be a non-negative integer, got {v!r}")
+            raise ConfigError(f"{k} must be a non-negative integer, got {v!r}")
         if k in _UNIT_OPEN and not 0.0 < v < 1.0:
-            raise ValueError(f"{k} must lie in (0, 1), got {v!r}")
+            raise ConfigError(f"{k} must lie in (0, 1), got {v!r}")
         if k in _NONNEG and v < 0:
-            raise ValueError(f"{k} must be >= 0, got {v!r}")
+            raise ConfigError(f"{k} must be >= 0, got {v!r}")
         if k in _POSITIVE and not v > 0:
-            raise ValueError(f"{k} must be > 0, got {v!r}")
+            raise ConfigError(f"{k} must be > 0, got {v!r}")
         if k in _CORR and not -1.0 < v < 1.0:
-            raise ValueError(f"{k} must lie in (-1, 1), got {v!r}")
+            raise ConfigError(f"{k} must lie in (-1, 1), got {v!r}")
     if cal.dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {cal.dtype!r}")
+        raise ConfigError(f"dtype must be 'float32' or 'float64', got {cal.dtype!r}")
     if cal.kernel not in ("auto", "torch", "fused"):
-        raise ValueError(f"kernel must be 'auto', 'torch' or 'fused', got {cal.kernel!r}")
+        raise ConfigError(f"kernel must be 'auto', 'torch' or 'fused', got {cal.kernel!r}")
     if not (cal.device == "cpu" or cal.device.startswith("cuda")):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {cal.device!r}")
+        raise ConfigError(f"device must be 'cpu' or 'cuda[:i]', got {cal.device!r}")
     for lo, hi in (("r_min", "r_max"), ("w_min", "w_max")):
         if hasattr(cal, lo) and not getattr(cal, lo) < getattr(cal, hi):
-            raise ValueError(f"{lo} must be < {hi}, got {getattr(cal, lo)} >= {getattr(cal, hi)}")
+            raise ConfigError(f"{lo} must be < {hi}, got {getattr(cal, lo)} >= {getattr(cal, hi)}")
     if hasattr(cal, "n_b") and cal.n_b < 4:
-        raise ValueError(f"n_b must be >= 4, got {cal.n_b}")
+        raise ConfigError(f"n_b must be >= 4, got {cal.n_b}")
     for k in ("n_r", "n_w"):
         if hasattr(cal, k) and getattr(cal, k) < 2:
-            raise ValueError(f"{k} must be >= 2, got {getattr(cal, k)}")
+            raise ConfigError(f"{k} must be >= 2, got {getattr(cal, k)}")
     if hasattr(cal, "borrowing_limit") and not cal.borrowing_limit < cal.b_max:
-        raise ValueError(f"borrowing_limit must be < b_max, got {cal.borrowing_limit} >= {cal.b_max}")
+        raise ConfigError(f"borrowing_limit must be < b_max, got {cal.borrowing_limit} >= {cal.b_max}")
     if isinstance(cal, HuggettCalibration) and not cal.r_min > -1.0:
-        raise ValueError(f"r_min must be > -1, got {cal.r_min}")
-
-
-def _coerce(key: str, value: Any, typ: Any) -> Any:
-    """Parse a --set string (or pass through a Python value) into the field's declared type."""
-    name = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
-    try:
-        if name == "int":
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            if isinstance(value, str):
-                fv = float(value)
-                if not fv.is_integer():
-                    raise ValueError
-                return int(fv)
-            if not isinstance(value, int):
-                raise ValueError
-            return value
-        if name == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if name == "str":
-            return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} expects {name}, got {value!r}") from None
-    return value
+        raise ConfigError(f"r_min must be > -1, got {cal.r_min}")
 
 
 def calibration(model: str, overrides: Mapping[str, Any] | None = None,
@@ -271,28 +246,25 @@ def calibration(model: str, overrides: Mapping[str, Any] | None = None,
     Unknown keys and out-of-domain values raise ValueError naming the key.
     """
     if model not in CALIBRATION_TYPES:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     base = SMOKE[model] if smoke else PRESETS[model]
-    types = {f.name: f.type for f in fields(base)}
+    types = typing.get_type_hints(type(base))
     parsed = {}
     for k, v in (overrides or {}).items():
         if k not in types:
-            raise ValueError(f"unknown key {k!r} for model {model}; valid keys: {', '.join(sorted(types))}")
-        parsed[k] = _coerce(k, v, types[k])
+            raise ConfigError(unknown_key(k, k, types, f"calibration keys of {model}"))
+        if isinstance(v, str) and types[k] is not str:  # a Python caller's string: read it as YAML
+            v = parse_override(f"{k}={v}")[1]
+        parsed[k] = coerce(k, types[k], v)
     cal = replace(base, **parsed)
     _check(cal)
     return cal
 
 
-def parse_sets(items: list[str] | None) -> dict[str, str]:
-    """Turn ['beta=0.95', 'n_b=100'] into a dict; a malformed item raises ValueError."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """Deprecated spelling of `rbc_ray.config.parse_overrides` (values parsed as YAML)."""
+    deprecated("rbc_ray.structural.config.parse_sets", "rbc_ray.config.parse_overrides")
+    return parse_overrides(items)
 
 
 def as_dict(cal: SolverSettings) -> dict[str, Any]:

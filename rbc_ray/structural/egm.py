@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import grids
+from .core import grids
 
 F64 = torch.float64
 

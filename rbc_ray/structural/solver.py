@@ -69,11 +69,6 @@ def _diagnosis(model: Model, epoch: int, objective: float, lr: float) -> str:
             f"positive) or lower lr.")
 
 
-def horizon(beta: float, e_trunc: float) -> int:
-    """T = ceil(log(e_trunc) / log(beta)) (spec)."""
-    return int(math.ceil(math.log(e_trunc) / math.log(beta)))
-
-
 def learning_rate(cal: SolverSettings, epoch: int) -> float:
     """Constant during the warm-up, then lr * lr_decay ** ((epoch - warmup) / decay_epochs)."""
     k = max(0, epoch - cal.warmup)

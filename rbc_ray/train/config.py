@@ -16,16 +16,15 @@ full dotted key.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from ..economy import AGENT_TYPES, CONFIG_KEYS, ConfigError, EconomyConfig
+from .. import config as engine
+from ..config import ConfigError, build, plain, read_yaml, unknown_key
+from ..economy import AGENT_TYPES, CONFIG_KEYS, EconomyConfig
 from .curriculum import CurriculumConfig
 
 TOP_LEVEL_KEYS = ("name", "economy", "train", "policies", "curriculum", "tune")
@@ -136,30 +135,24 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping (lists, no tuples) that from_dict turns back into an equal config."""
-        return _plain(dataclasses.asdict(self))
+        return plain(self)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ExperimentConfig":
         values = dict(values)
         values.pop("tune", None)
-        return _build(cls, values, "")
+        return build(cls, values)
 
 
 def load_experiment(source: str | Path | Mapping[str, Any],
                     overrides: typing.Sequence[str] = ()) -> tuple[ExperimentConfig, dict]:
     """YAML path (or mapping) + `dotted.key=value` overrides -> (config, the YAML's `tune:` dict)."""
-    if isinstance(source, Mapping):
-        raw = _deep_copy(source)
-    else:
-        with open(source) as fh:
-            raw = yaml.safe_load(fh) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: the YAML must be a mapping of {TOP_LEVEL_KEYS}")
+    raw = plain(source) if isinstance(source, Mapping) else read_yaml(source)
     for item in overrides:
         apply_override(raw, item)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"unknown key {key!r}; top-level keys are {TOP_LEVEL_KEYS}")
+            raise ConfigError(unknown_key(str(key), str(key), TOP_LEVEL_KEYS, "top-level keys"))
     tune = raw.pop("tune", None) or {}
     if not isinstance(tune, dict):
         raise ConfigError("tune must be a mapping")
@@ -167,25 +160,8 @@ def load_experiment(source: str | Path | Mapping[str, Any],
 
 
 def apply_override(raw: dict, item: str) -> None:
-    """Set `a.b.c=value` (value parsed as a YAML scalar) in a nested dict, in place."""
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like key=value (e.g. train.n_envs=8)")
-    key, text = item.split("=", 1)
-    key = key.strip()
-    parts = key.split(".")
-    if not key or any(not p for p in parts):
-        raise ConfigError(f"override {item!r}: bad key {key!r}")
-    if parts[0] not in TOP_LEVEL_KEYS:
-        raise ConfigError(f"unknown key {key!r}; top-level keys are {TOP_LEVEL_KEYS}")
-    node = raw
-    for depth, part in enumerate(parts[:-1]):
-        nxt = node.get(part)
-        if nxt is None:
-            nxt = node[part] = {}
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"unknown key {key!r}: {'.'.join(parts[:depth + 1])} is not a section")
-        node = nxt
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    """Set `a.b.c=value` (value parsed as YAML) in an experiment mapping, in place."""
+    engine.apply_override(raw, item, TOP_LEVEL_KEYS)
 
 
 # ---------------------------------------------------------------------- building and validation
@@ -196,69 +172,11 @@ def _economy(values: Any) -> EconomyConfig:
         raise ConfigError(f"economy must be a mapping of EconomyConfig fields, got {values!r}")
     for key in values:
         if key not in CONFIG_KEYS and key != "preset":
-            raise ConfigError(f"unknown key 'economy.{key}'; EconomyConfig fields: {sorted(CONFIG_KEYS)}")
+            raise ConfigError(unknown_key(f"economy.{key}", str(key), CONFIG_KEYS, "EconomyConfig fields"))
     try:
         return EconomyConfig.from_dict(values)
     except ConfigError as err:
         raise ConfigError(f"economy.{err}") from None
-
-
-def _build(cls: type, values: Any, prefix: str, base: Any = None) -> Any:
-    """Dataclass `cls` from a mapping, checking every key and type; errors name the dotted key."""
-    where = prefix or "config"
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    base = cls() if base is None else base  # nested defaults come from the parent (per-type lr...)
-    known = {f.name for f in fields(cls)}
-    changes = {}
-    for name, value in values.items():
-        key = f"{prefix}.{name}" if prefix else str(name)
-        if name not in known:
-            raise ConfigError(f"unknown key {key!r}; known keys of {where}: {sorted(known)}")
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            changes[name] = _build(hint, value, key, getattr(base, name))
-        else:
-            changes[name] = _coerce(key, hint, value)
-    return dataclasses.replace(base, **changes)
-
-
-def _coerce(key: str, hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an int, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return value
-    if hint is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
-        return dict(value)
-    if origin is tuple:
-        item = typing.get_args(hint)[0]
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return tuple(_coerce(key, item, v) for v in value)
-    raise ConfigError(f"{key}: unsupported config type {hint!r}")  # pragma: no cover
 
 
 def validate(cfg: ExperimentConfig) -> None:
@@ -292,19 +210,3 @@ def validate(cfg: ExperimentConfig) -> None:
         need(0.0 <= a.gae_lambda <= 1.0, f"{p}.gae_lambda", a.gae_lambda, "must lie in [0, 1]")
         need(a.returns in ("rtg", "gae"), f"{p}.returns", a.returns, "'rtg' or 'gae'")
     cfg.curriculum.validate()
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
-
-
-def _deep_copy(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _deep_copy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_deep_copy(v) for v in x]
-    return x

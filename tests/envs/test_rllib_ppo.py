@@ -2,7 +2,7 @@
 
 import pytest
 
-from rbc_ray.bench_rllib import _agent_steps
+from rbc_ray.bench.rllib import agent_steps_sampled
 from rbc_ray.envs import RBCMultiAgentEnv, policy_mapping_fn
 
 
@@ -38,5 +38,5 @@ def test_ppo_one_iteration(local_ray):
         assert stats["num_module_steps_trained"] > 0
     env_runners = result["env_runners"]
     assert env_runners["num_env_steps_sampled_lifetime"] == 40
-    assert _agent_steps(result) == 40 * 6
+    assert agent_steps_sampled(result) == 40 * 6
     assert set(env_runners["num_module_steps_sampled_lifetime"]) == set(types)

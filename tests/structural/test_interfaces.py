@@ -1,4 +1,4 @@
-"""CLI (--json keys, bad input, output files), the bench command, a tiny Tune sweep, the notebook."""
+"""`rbc-ray srl` (--json keys, bad input, output files) and the structural-RL notebook."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from rbc_ray.structural.cli import bench_srl, main
+from rbc_ray.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["--set", "n_b=30", "--set", "n_r=6", "--set", "n_paths=4", "--set", "max_epochs=3",
@@ -50,31 +50,6 @@ def test_bad_input_exits_2_naming_the_key(capsys, sets, needle):
         args += ["--set", s]
     assert main(args) == 2
     assert needle in capsys.readouterr().err
-
-
-def test_bench_quick_reports_hardware_and_paper_times():
-    out = bench_srl(True, models=("huggett-pe",),
-                    overrides={"n_b": 30, "n_r": 6, "n_paths": 4, "max_epochs": 3, "warmup": 1, "e_trunc": 0.2})
-    row = out["models"]["huggett-pe"]
-    assert out["hardware"]["torch"] and out["device"] == "cpu"
-    assert row["paper_a100_seconds"] == 39.5 and row["epochs"] == 3 and row["seconds"] > 0
-    json.dumps(out)
-
-
-def test_tiny_tune_sweep_runs(tmp_path):
-    from rbc_ray.structural.tune import run_sweep
-    spec = yaml.safe_load(open(os.path.join(ROOT, "tune_configs", "srl_smoke.yaml")))
-    run_sweep(spec, str(tmp_path), None)
-    import pyarrow.parquet as pq
-    rows = pq.read_table(tmp_path / "srl_smoke_trials.parquet").to_pylist()
-    assert len(rows) == 2 and all(r["error"] == "" for r in rows)
-    assert sorted(r["sd_z"] for r in rows) == [0.0, 0.02] and all(r["epochs"] == 3 for r in rows)
-
-
-def test_sweep_rejects_unknown_keys_before_starting_ray():
-    from rbc_ray.structural.tune import _sweep_spec
-    with pytest.raises(ValueError, match="betta"):
-        _sweep_spec({"srl": {"model": "huggett", "grid": {"betta": [0.9]}}})
 
 
 def test_notebook_executes():

@@ -11,7 +11,7 @@ here put N x J and HANK's 2 T N above that size.
 import pytest
 import torch
 
-from rbc_ray.structural import fused
+from rbc_ray.structural.kernels import fused
 from rbc_ray.structural.api import build
 from rbc_ray.structural.config import calibration
 

@@ -1,0 +1,41 @@
+"""Start or join Ray: an embedded local Ray bound to loopback, or an existing cluster by address."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+
+import ray
+
+LOCAL_NODE_IP = "127.0.0.2"  # Ray rewrites 127.0.0.1 to the interface address; bind loopback
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Embedded local Ray by default; join an existing cluster with an address ("auto", "ray://..")."""
+    if ray.is_initialized():
+        return
+    env = {"env_vars": {"OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"},
+           "worker_process_setup_hook": "rbc_ray.launch.cluster.quiet_ray_worker_logs"}
+    if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=True)
+    else:
+        ray.init(_node_ip_address=LOCAL_NODE_IP, num_cpus=num_cpus or os.cpu_count(),
+                 include_dashboard=False, runtime_env=env, log_to_driver=True)
+
+
+def quiet_ray_worker_logs() -> None:
+    """Runs in every Ray worker process: mute two Ray Train messages that drown our progress lines.
+
+    Without the dashboard (we start Ray with none) Ray's State API is unavailable, so Train's
+    placement-group cleaner warns on every check (about once a second); and Train logs every
+    report's whole metrics dict at INFO."""
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+    try:  # Train names this logger by its module's file path
+        spec = importlib.util.find_spec("ray.train.v2._internal.execution.context")
+    except ImportError:
+        spec = None
+    if spec is not None and spec.origin:  # another Ray version: leave its logging alone
+        logging.getLogger(spec.origin).setLevel(logging.WARNING)
+
+

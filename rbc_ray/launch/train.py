@@ -1,0 +1,127 @@
+"""`rbc-ray train`: one experiment as a Tune trial, or data-parallel on Ray Train workers.
+
+Results go to OUT: metrics.parquet (one row per iteration, written by the driver as Tune reports),
+plots/, config.yaml, and Tune's own folder OUT/tune (checkpoints, trial state for resume).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+from ray import tune
+
+from ..config import read_yaml
+from ..results import plot_training
+from ..train.config import load_experiment
+from .cluster import init_ray
+from .failures import TrainingFailed, root_cause
+from .progress import Progress
+from ..train.distributed import check_checkpoint
+from .ray_train import run_ray_train
+from .trainable import RBCTrainable
+
+def _raise_failure(error: BaseException, where: Path) -> None:
+    raise TrainingFailed(f"training failed: {root_cause(error)} (Ray's full report: {where})")
+
+
+def trainable(experiment_cfg, cpus: int):
+    """RBCTrainable reserving `cpus` CPUs (the trial's torch threads) and a GPU on cuda."""
+    gpu = 1 if str(experiment_cfg.train.device).startswith("cuda") else 0
+    return tune.with_resources(RBCTrainable, {"cpu": cpus, "gpu": gpu})
+
+
+def run_config(out: Path, name: str, callback, stop: dict | None = None):
+    """Tune's RunConfig for training trials: storage in OUT/tune, checkpoints every 10 iterations."""
+    return tune.RunConfig(
+        name=name, storage_path=str(out / "tune"), callbacks=[callback], verbose=0, stop=stop,
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=10, checkpoint_at_end=True,
+                                                num_to_keep=3),
+        failure_config=tune.FailureConfig(max_failures=0))
+
+
+def _prepare_train(config_path: str, overrides: list[str], out: str | None):
+    """(raw YAML without `tune`, validated experiment, OUT): validation happens before Ray starts;
+    `_write_config` then puts config.yaml in OUT."""
+    raw = read_yaml(config_path)
+    raw.pop("tune", None)
+    experiment, _ = load_experiment(raw, overrides)
+    out_dir = Path(out or f"results/{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    return raw, experiment, out_dir
+
+
+def _write_config(out_dir: Path, experiment) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "config.yaml", "w") as fh:
+        yaml.safe_dump(experiment.to_dict(), fh, sort_keys=False)
+
+
+def run_train(config_path: str, overrides: list[str], out: str | None, address: str | None,
+              resume: bool = False) -> Path:
+    """One trial of an experiment on Ray; returns the results folder."""
+    raw, experiment, out_dir = _prepare_train(config_path, overrides, out)
+    _write_config(out_dir, experiment)
+    name = experiment.name
+    print(f"rbc-ray: results go to {out_dir}", flush=True)
+    threads = max(1, int(experiment.train.torch_threads))
+    init_ray(address)
+    param_space = {"experiment": raw, "overrides": list(overrides), "torch_threads": threads}
+    trial = trainable(experiment, threads)
+    tune_dir = out_dir / "tune" / name
+    if resume and tune_dir.exists():
+        tuner = tune.Tuner.restore(str(tune_dir), trial, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(trial, param_space=param_space,
+                           run_config=run_config(out_dir, name, Progress(out_dir, single=True)))
+    grid = tuner.fit()
+    result = grid[0]
+    if result.error:
+        _raise_failure(result.error, Path(result.path) / "error.txt")
+    plots = plot_training(out_dir)
+    print(f"rbc-ray: metrics {out_dir / 'metrics.parquet'}; plots {plots[0].parent}; "
+          f"checkpoint {result.checkpoint.path if result.checkpoint else '-'}", flush=True)
+    return out_dir
+
+
+def run_train_data_parallel(config_path: str, overrides: list[str], out: str | None, address: str | None,
+                            workers: int, resume: bool = False, max_failures: int = 0) -> Path:
+    """`rbc-ray train --workers N`: one experiment trained data-parallel by N Ray Train workers
+    (rbc_ray.launch.ray_train); OUT gets config.yaml, metrics.parquet (rank 0), policies.pt and
+    plots/, and Ray Train's run folder OUT/raytrain (checkpoints every 10 iterations). Runs
+    total_episodes / episodes_per_iteration iterations (rounded up). `resume` continues the run in
+    OUT from its latest checkpoint; `max_failures` lets Ray Train restart a failed worker group
+    from it."""
+    if max_failures < 0:
+        raise ValueError(f"--max-failures must be >= 0, got {max_failures}")
+    _, experiment, out_dir = _prepare_train(config_path, overrides, out)
+    run_dir = out_dir / "raytrain" / experiment.name
+    if run_dir.exists() and not resume:
+        raise ValueError(f"{run_dir} already holds a data-parallel run: pass --resume to continue it, "
+                         f"or choose another --out")
+    checkpoints = sorted((p for p in run_dir.glob("checkpoint_*") if p.is_dir()),
+                         key=lambda p: p.stat().st_mtime) if resume else []
+    if checkpoints:  # Ray Train restores the latest; check it fits this worker count before starting
+        check_checkpoint(checkpoints[-1], workers)
+    _write_config(out_dir, experiment)
+    t = experiment.train
+    print(f"rbc-ray: results go to {out_dir} ({workers} data-parallel workers"
+          f"{', resuming ' + checkpoints[-1].name if checkpoints else ''})", flush=True)
+    init_ray(address)
+    iterations = math.ceil(t.total_episodes / t.episodes_per_iteration)
+    result = run_ray_train(experiment, workers, iterations, str(out_dir / "raytrain"), name=experiment.name,
+                           use_gpu=str(t.device).startswith("cuda"), torch_threads=max(1, int(t.torch_threads)),
+                           progress=True, max_failures=max_failures)
+    if result.error:
+        _raise_failure(result.error, out_dir / "raytrain" / experiment.name)
+    with result.checkpoint.as_directory() as d:
+        for name in ("metrics.parquet", "policies.pt"):
+            shutil.copy(Path(d) / name, out_dir / name)
+    plots = plot_training(out_dir)
+    print(f"rbc-ray: metrics {out_dir / 'metrics.parquet'}; plots {plots[0].parent}; "
+          f"networks {out_dir / 'policies.pt'}", flush=True)
+    return out_dir
+
+

@@ -1,0 +1,70 @@
+"""The Ray Tune trainable: a thin wrapper that runs `Trainer` iterations and checkpoints them.
+
+A checkpoint holds every type's network and optimiser, the curriculum position, RNG states and the
+exact config (trainer.pt), plus the config as YAML for people (config.yaml). Tune can stop, pause,
+resume and restore the trial from it, and PBT can mutate learning rates through `reset_config`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from ray import tune
+
+from ..train import Trainer, load_experiment
+
+
+def overrides_from(config: dict[str, Any]) -> list[str]:
+    """`--set` strings plus Tune-sampled dotted keys (config["set"]) as key=value overrides."""
+    out = list(config.get("overrides", []))
+    out += [f"{key}={json.dumps(value)}" for key, value in sorted(config.get("set", {}).items())]
+    return out
+
+
+class RBCTrainable(tune.Trainable):
+    """One training run of an experiment YAML; Tune calls step() once per iteration."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        self.experiment, _ = load_experiment(config["experiment"], overrides_from(config))
+        torch.set_num_threads(max(1, int(config.get("torch_threads", 1))))
+        self.trainer = Trainer(self.experiment)
+
+    def step(self) -> dict[str, Any]:
+        metrics = dict(self.trainer.train_iteration())
+        metrics["done"] = self.trainer.episode >= self.experiment.train.total_episodes
+        return metrics
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        torch.save(self.trainer.state_dict(), Path(checkpoint_dir) / "trainer.pt")
+        with open(Path(checkpoint_dir) / "config.yaml", "w") as fh:
+            yaml.safe_dump(self.experiment.to_dict(), fh, sort_keys=False)
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        state = torch.load(Path(checkpoint_dir) / "trainer.pt", map_location="cpu", weights_only=False)
+        self.trainer.load_state_dict(state)
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """PBT: apply mutated per-type learning rates in place; anything else restarts the trial."""
+        changed = {k: v for k, v in new_config.get("set", {}).items()
+                   if self.config.get("set", {}).get(k) != v}
+        lrs = {}
+        for key, value in changed.items():
+            parts = key.split(".")
+            if len(parts) != 3 or parts[0] != "policies" or parts[2] != "lr":
+                return False
+            lrs[parts[1]] = float(value)
+        for kind, lr in lrs.items():
+            for group in self.trainer.optimizers[kind].param_groups:
+                group["lr"] = lr
+        self.config = new_config
+        return True
+
+
+def checkpoint_files(checkpoint_dir: str | os.PathLike) -> list[str]:
+    """Names of the files a checkpoint holds (for docs and tests)."""
+    return sorted(p.name for p in Path(checkpoint_dir).iterdir())
