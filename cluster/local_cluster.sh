@@ -23,7 +23,7 @@ start() {
 }
 
 stop() {
-  # Every Ray process started above runs with a --temp-dir (or session dir) under $DIR.
+  # Every Ray process started above runs with a --temp-dir (or Ray's per-run dir) under $DIR.
   pids=$(pgrep -f -- "$DIR/" || true)
   [ -n "$pids" ] && kill $pids 2>/dev/null || true
   sleep 2

@@ -91,6 +91,9 @@ def unknown_key(key: str, name: str, known: Iterable[str], what: str) -> str:
     return f"unknown key {key!r}{hint}; {what}: {known}"
 
 
+_NAMES = {bool: "bools", int: "ints", float: "numbers", str: "strings"}
+
+
 def coerce(key: str, hint: Any, value: Any) -> Any:
     """`value` as the field type `hint` (bool, int, float, str, dict, tuple[...]); else ConfigError."""
     if isinstance(hint, str):  # `from __future__ import annotations` without get_type_hints
@@ -98,7 +101,7 @@ def coerce(key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
+            raise ConfigError(f"{key} must be a bool (true or false), got {value!r}")
         return value
     if hint is int:
         if isinstance(value, float) and value.is_integer():
@@ -125,11 +128,13 @@ def coerce(key: str, hint: Any, value: Any) -> Any:
         return dict(value)
     if origin is tuple:
         item = typing.get_args(hint)[0]
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            value = [value]
+        what = f"a list of {_NAMES.get(item, item)}"
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return tuple(coerce(key, item, v) for v in value)
+            raise ConfigError(f"{key} must be {what}, got {value!r}")
+        try:
+            return tuple(coerce(key, item, v) for v in value)
+        except ConfigError:
+            raise ConfigError(f"{key} must be {what}, got {value!r}") from None
     raise ConfigError(f"{key}: unsupported config type {hint!r}")
 
 

@@ -1,4 +1,4 @@
-"""The batched RBC economy of Curry et al. 2022 (spec: ../shared/spec/rbc_economy.md)."""
+"""The batched RBC economy of Curry et al. 2022 (the model: docs/model.md)."""
 
 from . import fused
 from .actions import AGENT_TYPES, ActionError, Actions, action_nvec, check_actions, head_names, index_dtype

@@ -1,4 +1,4 @@
-"""EconomyConfig: every constant of the RBC model (spec: ../shared/spec/rbc_economy.md), validated.
+"""EconomyConfig: every constant of the RBC model (docs/model.md), validated.
 
 A config is a frozen dataclass; presets give the closed and open economies of Curry et al. 2022 with
 the reference code's behaviour, and any field can be overridden by name (`EconomyConfig.from_dict`).

@@ -1,6 +1,6 @@
 """Reference economy: one replica of the RBC economy as a plain per-agent Python loop (the test oracle).
 
-This module is written from the specification (shared/spec/rbc_economy.md), not from step.py, and it
+This module is written from the specification (docs/model.md), not from step.py, and it
 follows the spec's order of events literally: one consumer, one firm at a time, floats and lists, the
 `math` module for the maths. It exists only so the tests can check the batched torch step against an
 independent implementation; nothing in training uses it, and it is far too slow to.

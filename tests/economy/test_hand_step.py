@@ -1,7 +1,7 @@
 """One step of a tiny economy (2 consumers, 2 firms, a government) worked out by hand from the spec.
 
 Every expected number is written below as arithmetic on the inputs, with the spec section it comes
-from (shared/spec/rbc_economy.md). Two envs run side by side with the same economy; only t differs
+from (docs/model.md). Two envs run side by side with the same economy; only t differs
 (env 0 is in its last step, env 1 is not), so the done flag and t/T are checked too.
 
 Inputs (both envs):

@@ -1,6 +1,6 @@
 """Stock RLlib PPO (new API stack) trains one iteration on a small economy, one module per type."""
 
-import pytest
+import math
 
 from rbc_ray.bench.rllib import agent_steps_sampled
 from rbc_ray.envs import RBCMultiAgentEnv, policy_mapping_fn
@@ -34,7 +34,7 @@ def test_ppo_one_iteration(local_ray):
     for t in types:
         stats = learners[t]
         for key in ("policy_loss", "vf_loss", "entropy", "total_loss"):
-            assert key in stats and stats[key] == pytest.approx(float(stats[key]))  # a finite number
+            assert key in stats and math.isfinite(float(stats[key])), (t, key, stats.get(key))
         assert stats["num_module_steps_trained"] > 0
     env_runners = result["env_runners"]
     assert env_runners["num_env_steps_sampled_lifetime"] == 40

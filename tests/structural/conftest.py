@@ -1,4 +1,4 @@
-"""Shared, session-cached solves at reduced sizes (each is used by several tests)."""
+"""Shared solves, cached for the whole test run, at reduced sizes (each is used by several tests)."""
 
 import functools
 

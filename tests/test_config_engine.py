@@ -46,9 +46,10 @@ def test_build_types_every_field_and_names_the_dotted_key():
     cfg = build(Outer, {"steps": 3, "inner": {"lr": "1e-4", "widths": [64]}})
     assert cfg == Outer(steps=3, inner=Inner(lr=1e-4, widths=(64,)))
     assert plain(cfg) == {"name": "x", "steps": 3, "on": False, "inner": {"lr": 1e-4, "widths": [64]}}
-    for values, needle in [({"steps": "3"}, "steps must be an int"), ({"on": 1}, "on must be true or false"),
+    for values, needle in [({"steps": "3"}, "steps must be an int"), ({"on": 1}, "on must be a bool \\(true or false\\)"),
                            ({"inner": {"lr": "fast"}}, "inner.lr must be a number"),
-                           ({"inner": {"widths": ["a"]}}, "inner.widths must be an int"),
+                           ({"inner": {"widths": ["a"]}}, "inner.widths must be a list of ints"),
+                           ({"inner": {"widths": 64}}, "inner.widths must be a list of ints"),
                            ({"inner": 3}, "inner must be a mapping"),
                            ({"inner": {"lrr": 1}}, "unknown key 'inner.lrr' \\(did you mean 'lr'\\?\\)")]:
         with pytest.raises(ConfigError, match=needle):
