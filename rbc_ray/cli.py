@@ -1,4 +1,4 @@
-"""`rbc-ray`: train | sweep | srl | bench | plot. Bad input exits 2 with a one-line message.
+"""`rbc-ray`: train | sweep | analyse | srl | bench | plot. Bad input exits 2 with a one-line message.
 
 Every command takes `--set KEY=VALUE` overrides in one syntax: a dotted key (`train.n_envs=8` for an
 experiment, `sd_z=0` for an SRL calibration) and a YAML value.
@@ -88,6 +88,17 @@ def _bench(args: argparse.Namespace) -> int:
 _COMPILE = {"auto": "auto", "both": None, "on": True, "off": False}
 
 
+def _analyse(args: argparse.Namespace) -> int:
+    from .launch.analyse import run_analysis
+
+    run_analysis(args.runs, checkpoints=args.checkpoints, types=args.types, br_seeds=args.br_seeds,
+                 br_episodes=args.br_episodes, eval_episodes=args.eval_episodes, alpha=args.alpha,
+                 inits=None if args.init == "both" else [args.init], overrides=args.set, out=args.out,
+                 address=args.address, max_concurrent=args.max_concurrent, resume=args.resume,
+                 tolerance=args.tolerance)
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from .results import plot_training
 
@@ -124,6 +135,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run the grid and seeds an experiment YAML declares (RBC or SRL)")
     experiment_args(p)
     p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("analyse", help="best responses to trained profiles: epsilon bounds and verdicts")
+    p.add_argument("runs", nargs="+", metavar="RUN_OR_SWEEP", help="folders of rbc-ray train or sweep runs")
+    p.add_argument("--checkpoints", default="end", help="end, mid, or snapshot episodes, comma-separated "
+                   "(default end)")
+    p.add_argument("--types", action="append", choices=["consumer", "firm", "government"],
+                   help="types to best-respond (repeatable; default all)")
+    p.add_argument("--br-seeds", type=int, default=1, metavar="K", help="best-response seeds per init (default 1)")
+    p.add_argument("--br-episodes", type=int, metavar="N", help="best-response training episodes (br.episodes)")
+    p.add_argument("--eval-episodes", type=int, metavar="M", help="evaluation episodes (br.eval_episodes)")
+    p.add_argument("--alpha", type=float, default=0.05, help="one-sided level of the lower bounds (default 0.05)")
+    p.add_argument("--init", choices=["warm", "fresh", "both"], default="both",
+                   help="start the deviation from the profile's policy, a fresh network, or both (default)")
+    p.add_argument("--tolerance", type=float, default=0.01,
+                   help="a type whose bound exceeds this share of |payoff| is flagged (default 0.01)")
+    _set_option(p, "br.lr=3e-4")
+    p.add_argument("--out", help="results folder (default results/analyse-TIMESTAMP)")
+    p.add_argument("--address", help="Ray cluster address (default: an embedded local Ray)")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once (default: as many as fit)")
+    p.add_argument("--resume", action="store_true", help="continue the analysis found in --out")
+    p.set_defaults(func=_analyse)
 
     p = sub.add_parser("srl", help="solve a heterogeneous-agent model by structural RL",
                        description="Solve Huggett (PE or GE), Krusell-Smith or HANK by structural RL.")

@@ -56,7 +56,7 @@ def test_bench_env_json_tiny():
 
 def test_train_writes_metrics_plots_checkpoint_and_config(tmp_path):
     out = tmp_path / "run"
-    r = rbc_ray("train", SMOKE, "--out", str(out), "--set", "train.seed=3")
+    r = rbc_ray("train", SMOKE, "--out", str(out), "--set", "train.seed=3", "--set", "train.snapshot_every=25")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert f"results go to {out}" in r.stdout
     assert "agent-steps/s" in r.stdout  # the live progress lines
@@ -72,6 +72,15 @@ def test_train_writes_metrics_plots_checkpoint_and_config(tmp_path):
     assert (out / "config.yaml").read_text().count("seed: 3") == 1
     ckpts = list((out / "tune").rglob("trainer.pt"))
     assert ckpts, "a checkpoint with the trainer state is written at the end"
+    # policy-only snapshots every 25 episodes (iterations of 10 cross 25 at 30 and 50) and at the end (60)
+    from rbc_ray.equilibrium import load_profile
+    from rbc_ray.train.snapshots import list_snapshots
+
+    snaps = list_snapshots(out / "snapshots")
+    assert list(snaps) == [30, 50, 60]
+    profile = load_profile(snaps[60])
+    assert profile.episode == 60 and profile.config.train.seed == 3 and set(profile.policies) == {
+        "consumer", "firm", "government"}
 
 
 def test_pbt_sweep_mutates_learning_rate_and_entropy(tmp_path):

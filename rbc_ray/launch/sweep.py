@@ -58,7 +58,7 @@ def run_sweep(config_path: str, overrides: list[str], out: str | None, address: 
     tuner = tune.Tuner(
         trainable(experiment, threads),
         param_space={"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
-                     "set": space},
+                     "set": space, "snapshot_dir": str(out_dir / "trials"), "per_trial_snapshots": True},
         tune_config=tune.TuneConfig(max_concurrent_trials=spec.get("max_concurrent"),
                                     scheduler=scheduler, reuse_actors=scheduler is not None,
                                     metric=spec.get("metric") if scheduler else None,

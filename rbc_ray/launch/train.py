@@ -21,6 +21,7 @@ from .cluster import init_ray
 from .failures import TrainingFailed, root_cause
 from .progress import Progress
 from ..train.distributed import check_checkpoint
+from ..train.snapshots import SNAPSHOT_DIR
 from .ray_train import run_ray_train
 from .trainable import RBCTrainable
 
@@ -68,7 +69,8 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
     print(f"rbc-ray: results go to {out_dir}", flush=True)
     threads = max(1, int(experiment.train.torch_threads))
     init_ray(address)
-    param_space = {"experiment": raw, "overrides": list(overrides), "torch_threads": threads}
+    param_space = {"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
+                   "snapshot_dir": str(out_dir / SNAPSHOT_DIR)}
     trial = trainable(experiment, threads)
     tune_dir = out_dir / "tune" / name
     if resume and tune_dir.exists():

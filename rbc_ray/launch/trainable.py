@@ -3,6 +3,8 @@
 A checkpoint holds every type's network and optimiser, the curriculum position, RNG states and the
 exact config (trainer.pt), plus the config as YAML for people (config.yaml). Tune can stop, pause,
 resume and restore the trial from it, and PBT can mutate learning rates through `reset_config`.
+Policy-only snapshots (train/snapshots.py) go to `snapshot_dir` every `train.snapshot_every`
+episodes and at the end of the run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import yaml
 from ray import tune
 
 from ..train import Trainer, load_experiment
+from ..train.snapshots import SNAPSHOT_DIR, due, write_snapshot
 
 
 def overrides_from(config: dict[str, Any]) -> list[str]:
@@ -33,10 +36,17 @@ class RBCTrainable(tune.Trainable):
         self.experiment, _ = load_experiment(config["experiment"], overrides_from(config))
         torch.set_num_threads(max(1, int(config.get("torch_threads", 1))))
         self.trainer = Trainer(self.experiment)
+        self.snapshot_dir = config.get("snapshot_dir")
+        if self.snapshot_dir and config.get("per_trial_snapshots"):
+            self.snapshot_dir = str(Path(self.snapshot_dir) / self.trial_id / SNAPSHOT_DIR)
 
     def step(self) -> dict[str, Any]:
+        before = self.trainer.episode
         metrics = dict(self.trainer.train_iteration())
-        metrics["done"] = self.trainer.episode >= self.experiment.train.total_episodes
+        done = self.trainer.episode >= self.experiment.train.total_episodes
+        metrics["done"] = done
+        if self.snapshot_dir and (done or due(self.experiment.train.snapshot_every, before, self.trainer.episode)):
+            write_snapshot(self.trainer, self.snapshot_dir)
         return metrics
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:

@@ -57,6 +57,9 @@ class TrainConfig:
     pass instead of recomputing it: same parameters, same inputs, one forward pass less per update"""
     eval_seed: int = 10_000
     """seed of Trainer.evaluate (the same episodes for every policy compared)"""
+    snapshot_every: int = 0
+    """keep a policy-only snapshot every this many episodes, and at the end (0: only at the end of
+    `rbc-ray train` runs); they are never rotated away, so mid-training profiles can be analysed"""
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ def validate(cfg: ExperimentConfig) -> None:
     t = cfg.train
     for name in ("n_envs", "total_episodes", "episodes_per_iteration", "torch_threads"):
         need(getattr(t, name) > 0, f"train.{name}", getattr(t, name), "must be positive")
+    need(t.snapshot_every >= 0, "train.snapshot_every", t.snapshot_every, "must be >= 0")
     need(t.device == "cpu" or t.device.startswith("cuda"), "train.device", t.device, "'cpu' or 'cuda[:N]'")
     need(t.dtype in ("float32", "float64"), "train.dtype", t.dtype, "'float32' or 'float64'")
     for kind in t.frozen:

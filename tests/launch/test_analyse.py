@@ -1,0 +1,74 @@
+"""`rbc-ray analyse` end to end on Tune: snapshots of a smoke run, best responses as trials, the epsilon
+table, curves, plot and verdicts; a resumed analysis keeps its finished trials and equals the
+uninterrupted one; a second analysis with the same seeds gives the same table (CPU)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from rbc_ray.equilibrium.epsilon import EPSILON_COLUMNS
+from rbc_ray.launch.analyse import run_analysis
+from rbc_ray.train import Trainer, load_experiment
+from rbc_ray.train.snapshots import list_snapshots, write_snapshot
+
+SMOKE = Path(__file__).resolve().parents[2] / "tune_configs" / "open_rbc_smoke.yaml"
+TINY = ["train.n_envs=8", "economy.n_consumers=4", "economy.n_firms=2", "train.episodes_per_iteration=5",
+        "train.torch_threads=1"]
+BR = ["br.eval_every=10", "br.eval_envs=8", "br.episodes_per_iteration=5"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder with snapshots at episodes 5 and 10, written as `rbc-ray train` writes them."""
+    out = tmp_path_factory.mktemp("run")
+    trainer = Trainer(load_experiment(SMOKE, TINY)[0])
+    for _ in range(2):
+        trainer.train_iteration()
+        write_snapshot(trainer, out / "snapshots")
+    assert list(list_snapshots(out / "snapshots")) == [5, 10]
+    return out
+
+
+def analyse(run_dir, out, resume=False):
+    return run_analysis([str(run_dir)], checkpoints="mid,end", types=["firm"], br_episodes=20, eval_episodes=1,
+                        overrides=BR, out=str(out), resume=resume, max_concurrent=2)
+
+
+def test_analysis_writes_the_epsilon_table_and_resumes_to_the_same(run_dir, tmp_path, capsys):
+    out = analyse(run_dir, tmp_path / "a")
+    rows = pq.read_table(out / "epsilon.parquet").to_pylist()
+    assert [(r["profile"], r["type"]) for r in rows] == [(f"{run_dir.name}@5", "firm"), (f"{run_dir.name}@10", "firm")]
+    assert set(EPSILON_COLUMNS) <= set(rows[0])
+    for r in rows:
+        assert r["trials"] == 2 and r["budget"] == 20 and r["n_eval"] == 8 and r["alpha"] == 0.05
+        assert r["lcb"] <= r["gain"] and r["se"] >= 0
+        assert r["best_init"] in ("warm", "fresh") and r["best_episode"] in (0, 10, 20)
+    curves = pq.read_table(out / "curves.parquet").to_pylist()
+    assert len(curves) == 2 * 2 * 3  # profiles x inits x evaluations (episodes 0, 10, 20)
+    assert (out / "plots" / "epsilon.png").stat().st_size > 0
+    verdicts = pq.read_table(out / "verdicts.parquet").to_pylist()
+    assert len(verdicts) == 2 and all(v["verdict"] for v in verdicts)
+    assert "epsilon >=" in capsys.readouterr().out
+    trials_before = sorted(p.name for p in (out / "tune" / "analyse").iterdir() if p.is_dir())
+    again = analyse(run_dir, tmp_path / "a", resume=True)
+    assert pq.read_table(again / "epsilon.parquet").to_pylist() == rows
+    assert sorted(p.name for p in (out / "tune" / "analyse").iterdir() if p.is_dir()) == trials_before
+    fresh = analyse(run_dir, tmp_path / "b")
+    assert pq.read_table(fresh / "epsilon.parquet").to_pylist() == [
+        {**r, "run": str(run_dir)} for r in rows]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "rbc_ray.cli", "analyse", *args], capture_output=True,
+                              text=True, timeout=120)
+
+    r = cli(str(tmp_path / "missing"))
+    assert r.returncode == 2 and "is not a folder" in r.stderr and "Traceback" not in r.stderr
+    r = cli(str(tmp_path))
+    assert r.returncode == 2 and "no policy snapshots" in r.stderr
+    r = cli(str(tmp_path), "--set", "br.episodez=3")
+    assert r.returncode == 2 and "did you mean 'episodes'" in r.stderr
