@@ -49,8 +49,8 @@ def load_profile(path: str | os.PathLike, run: str | None = None) -> Profile:
 
 
 def snapshot_folders(path: str | os.PathLike) -> list[Path]:
-    """The snapshot folders under a run folder or a sweep folder (one per trial)."""
-    path = Path(path)
+    """The snapshot folders (absolute: trials run elsewhere) under a run or a sweep folder."""
+    path = Path(path).resolve()
     if not path.is_dir():
         raise ValueError(f"{str(path)!r} is not a folder: give a run or sweep folder (rbc-ray train/sweep --out)")
     if (path / SNAPSHOT_DIR).is_dir():

@@ -135,7 +135,8 @@ def write_results(results, out_dir: Path, alpha: float, tolerance: float) -> Pat
         trial = r.config["trial"]
         for row in frame[frame["done_trial"] == 0].to_dict("records"):
             curves.append({"profile": r.metrics.get("profile", ""), "type": trial["type"], "init": trial["init"],
-                           "br_seed": trial["seed"], **{k: row[k] for k in _CURVE_KEYS if k in row}})
+                           "br_seed": trial["seed"], "node_ip": r.metrics.get("node_ip", ""),
+                           **{k: row[k] for k in _CURVE_KEYS if k in row}})
     rows = epsilon_rows(summaries)
     _write(rows, out_dir / "epsilon.parquet")
     _write(curves, out_dir / "curves.parquet")

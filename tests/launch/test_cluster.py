@@ -1,4 +1,5 @@
-"""`--address`: a sweep runs on a real two-node Ray cluster (cluster/local_cluster.sh, loopback only)."""
+"""`--address`: a sweep, then an analysis of its profiles, run on a real two-node Ray cluster
+(cluster/local_cluster.sh, loopback only)."""
 
 import os
 import shutil
@@ -42,6 +43,18 @@ def test_sweep_on_two_node_cluster(tmp_path):
         assert sorted(row["set.train.seed"] for row in summary) == ["0", "1"]
         for row in summary:
             assert (out / "trials" / row["trial_id"] / "metrics.parquet").exists()
+        # the analyser on the same cluster: one best-response trial per sweep trial's end profile
+        analysis = tmp_path / "analysis"
+        r = subprocess.run([sys.executable, "-m", "rbc_ray.cli", "analyse", str(out), "--address",
+                            f"127.0.0.2:{port}", "--out", str(analysis), "--types", "firm", "--init", "fresh",
+                            "--br-episodes", "10", "--eval-episodes", "1", "--set", "br.eval_every=10",
+                            "--set", "br.eval_envs=4"],
+                           env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        rows = pq.read_table(analysis / "epsilon.parquet").to_pylist()
+        assert len(rows) == 2 and {row["seed"] for row in rows} == {0, 1}
+        curves = pq.read_table(analysis / "curves.parquet").to_pylist()
+        assert {row["node_ip"] for row in curves} == {"127.0.0.2", "127.0.0.3"}  # trials ran on both nodes
     finally:
         subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(cluster_dir, ignore_errors=True)
