@@ -6,7 +6,6 @@ lives in the pure functions of step.py and observe.py.
 
 from __future__ import annotations
 
-import functools
 
 import torch
 
@@ -41,7 +40,7 @@ class Economy:
         self.generator = torch.Generator(device=self.device)
         self.backend = self._choose_backend(backend, compile)
         if self.backend == "fused":
-            self._step = functools.partial(fused.fused_step, pool=fused.output_pool())
+            self._step = fused.fused_step
         else:  # torch.compile fuses the step's elementwise ops into a few kernels (CPU: C++, GPU: Triton)
             self._step = torch.compile(step, dynamic=False) if compile else step
         self.state: State = initial_state(self.params, n_envs)

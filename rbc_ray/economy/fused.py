@@ -138,17 +138,9 @@ for _record, _fields in ((State, _STATE_OUT + (("theta_factor", -1),)), (Account
 _new = object.__new__
 
 
-def output_pool() -> None:
-    """None: the kernel allocates fresh outputs every step (kept for economy.py's
-    `functools.partial(fused_step, pool=output_pool())`)."""
-    return None
-
-
-def fused_step(params: Params, state: State, actions: Actions, tfp_noise: torch.Tensor | None = None,
-               pool: None = None) -> tuple[State, StepResult]:
-    """step.step computed by the fused kernel; raises RuntimeError when it is unavailable.
-
-    pool: unused (see `output_pool`)."""
+def fused_step(params: Params, state: State, actions: Actions, tfp_noise: torch.Tensor | None = None
+               ) -> tuple[State, StepResult]:
+    """step.step computed by the fused kernel; raises RuntimeError when it is unavailable."""
     module = _checked or load()
     if module is None:
         raise RuntimeError(f"the fused CPU step is unavailable: {error()}")

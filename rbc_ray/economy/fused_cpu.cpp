@@ -1,6 +1,6 @@
 // The economy step fused into one pass per env, for CPU (rbc_ray/economy/fused.py loads it).
 //
-// Same maths and order of events as step.py (spec: the project's rbc_economy.md); the torch step
+// Same maths and order of events as step.py (docs/model.md); the torch step
 // stays the definition and the GPU path, and the tests hold this kernel to the per-agent reference
 // loop. Why it exists: on a 2-core CPU the torch step is ~100 small ops whose dispatch and memory
 // passes cost more than the arithmetic; here every env is one cache-resident pass, envs run in
