@@ -25,12 +25,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 def quiet_ray_worker_logs() -> None:
-    """Runs in every Ray worker process: mute two Ray Train messages that drown our progress lines.
+    """Runs in every Ray worker process: mute Ray Train messages that drown our progress lines.
 
     Without the dashboard (we start Ray with none) Ray's State API is unavailable, so Train's
-    placement-group cleaner warns on every check (about once a second); and Train logs every
-    report's whole metrics dict at INFO."""
+    placement-group cleaner warns on every check (about once a second); Train logs every report's
+    whole metrics dict at INFO, and a line for every checkpoint a trial reports."""
     logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+    for name in ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # "Checkpoint successfully created" per report
     try:  # Train names this logger by its module's file path
         spec = importlib.util.find_spec("ray.train.v2._internal.execution.context")
     except ImportError:
