@@ -95,7 +95,7 @@ def _analyse(args: argparse.Namespace) -> int:
                  br_episodes=args.br_episodes, eval_episodes=args.eval_episodes, alpha=args.alpha,
                  inits=None if args.init == "both" else [args.init], overrides=args.set, out=args.out,
                  address=args.address, max_concurrent=args.max_concurrent, resume=args.resume,
-                 tolerance=args.tolerance)
+                 tolerance=args.tolerance, spectrum=args.spectrum, intuition=args.intuition)
     return 0
 
 
@@ -150,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the deviation from the profile's policy, a fresh network, or both (default)")
     p.add_argument("--tolerance", type=float, default=0.01,
                    help="a type whose bound exceeds this share of |payoff| is flagged (default 0.01)")
+    p.add_argument("--spectrum", action=argparse.BooleanOptionalAction, default=None,
+                   help="group the profiles into distinct equilibria (default: when there are several)")
+    p.add_argument("--intuition", action="store_true",
+                   help="also write each profile's economic-intuition report (OUT/intuition/PROFILE/)")
     _set_option(p, "br.lr=3e-4")
     p.add_argument("--out", help="results folder (default results/analyse-TIMESTAMP)")
     p.add_argument("--address", help="Ray cluster address (default: an embedded local Ray)")

@@ -28,8 +28,11 @@ from ..economy import AGENT_TYPES
 from ..equilibrium import BestResponseConfig, load_profile, run_profiles
 from ..equilibrium.best_response import INITS, best_response, trial_summary
 from ..equilibrium.epsilon import across_seeds, epsilon_rows, verdicts
+from ..equilibrium.intuition import intuition_report
 from ..equilibrium.plots import plot_epsilon
+from ..equilibrium.spectrum import epsilon_from_verdicts, spectrum_report
 from .cluster import init_ray
+from .failures import TrainingFailed
 
 NAME = "analyse"
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # one checkpoint per evaluation
@@ -81,7 +84,7 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
                  br_episodes: int | None = None, eval_episodes: int | None = None, alpha: float = 0.05,
                  inits: list[str] | None = None, overrides: list[str] = (), out: str | None = None,
                  address: str | None = None, max_concurrent: int | None = None, resume: bool = False,
-                 tolerance: float = 0.01) -> Path:
+                 tolerance: float = 0.01, spectrum: bool | None = None, intuition: bool = False) -> Path:
     """Everything `rbc-ray analyse` does; returns OUT."""
     types = list(types or AGENT_TYPES)
     inits = list(inits or INITS)
@@ -120,11 +123,21 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="selection_gain",
                                                         checkpoint_score_order="max")))
     results = tuner.fit()
-    return write_results(results, out_dir, alpha, tolerance)
+    decided = write_results(results, out_dir, alpha, tolerance)
+    if spectrum or (spectrum is None and len(profiles) > 1):
+        rows = spectrum_report(profiles, out_dir, epsilon_by_profile=epsilon_from_verdicts(decided))
+        groups = sorted({r["group"] for r in rows})
+        print(f"rbc-ray: spectrum: {len(rows)} profiles in {len(groups)} groups; "
+              f"{out_dir / 'spectrum.parquet'}, {out_dir / 'spectrum.png'}", flush=True)
+    if intuition:
+        for profile in profiles:
+            intuition_report(profile, out_dir / "intuition" / profile.name)
+        print(f"rbc-ray: intuition reports in {out_dir / 'intuition'}", flush=True)
+    return out_dir
 
 
-def write_results(results, out_dir: Path, alpha: float, tolerance: float) -> Path:
-    """epsilon.parquet, curves.parquet, plots/epsilon.png and the one-screen summary."""
+def write_results(results, out_dir: Path, alpha: float, tolerance: float) -> list[dict[str, Any]]:
+    """epsilon.parquet, curves.parquet, plots/epsilon.png and the one-screen summary; the verdicts."""
     summaries, curves, errors = [], [], []
     for r in results:
         if r.error:
@@ -149,8 +162,9 @@ def write_results(results, out_dir: Path, alpha: float, tolerance: float) -> Pat
     for e in errors:
         print(f"rbc-ray analyse: a trial failed: {e}", file=sys.stderr)
     if errors:
-        raise RuntimeError(f"{len(errors)} best-response trials failed (see above); results of the others are in {out_dir}")
-    return out_dir
+        raise TrainingFailed(f"{len(errors)} best-response trials failed (see above); the others' results are in "
+                             f"{out_dir}")
+    return decided
 
 
 _SUMMARY_KEYS = ("profile", "run", "episode", "train_seed", "swept", "type", "init", "br_seed", "selection_gain",

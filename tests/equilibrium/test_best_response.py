@@ -16,20 +16,10 @@ import torch
 from rbc_ray.economy import AGENT_TYPES
 from rbc_ray.equilibrium import BestResponseConfig, paired_gain, payoffs
 from rbc_ray.equilibrium.best_response import best_response
-from rbc_ray.policies import ActorCritic
-from rbc_ray.train import Trainer
-from rbc_ray.train.snapshots import snapshot
 
-from equilibrium_helpers import make_profile
+from equilibrium_helpers import constant_policy, make_profile, nets_of
 
 BR = BestResponseConfig(episodes=20, episodes_per_iteration=5, eval_every=10, eval_envs=16, eval_episodes=1)
-
-
-def nets_of(profile):
-    trainer = Trainer(profile.config)
-    for k in AGENT_TYPES:
-        trainer.policies[k].load_state_dict(profile.policies[k])
-    return trainer.policies
 
 
 def test_identity_deviation_gains_exactly_zero(trained_profile):
@@ -82,19 +72,6 @@ def test_one_step_economy_consumers_learn_the_hand_computed_best_response():
     assert est.before == pytest.approx(float(before.mean()))
     assert est.lcb <= exact_gain + 1e-9 and est.gain <= exact_gain + 1e-9
     assert est.gain >= 0.9 * exact_gain
-
-
-def constant_policy(template: ActorCritic, probs: list[list[float]]) -> ActorCritic:
-    """A network whose every head draws from fixed probabilities whatever it observes."""
-    net = copy.deepcopy(template)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        bias = net.logits.bias.view(net.width, net.n_heads)
-        bias.fill_(-1e9)
-        for h, p in enumerate(probs):
-            bias[:len(p), h] = torch.log(torch.tensor(p).clamp(min=1e-30))
-    return net
 
 
 def test_null_candidates_confirm_about_zero_and_rarely_bound_above_it():

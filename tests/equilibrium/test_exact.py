@@ -35,7 +35,7 @@ from rbc_ray.equilibrium.exact import (enumerate_plans, exact_best_response, exa
                                        plan_payoffs)
 
 from equilibrium_helpers import make_profile
-from test_best_response import constant_policy, nets_of
+from equilibrium_helpers import constant_policy, nets_of
 
 TINY_ECONOMY = ["economy.n_consumers=2", "economy.n_firms=1", "economy.episode_length=3",
                 "economy.dtype=float64", "train.dtype=float64"]

@@ -16,7 +16,7 @@ from rbc_ray.equilibrium.intuition import (INTUITION_COLUMNS, PROBES, intuition,
 from rbc_ray.equilibrium.spectrum import profile_networks
 
 from equilibrium_helpers import make_profile
-from test_best_response import constant_policy
+from equilibrium_helpers import constant_policy
 
 DOCUMENTED = [("consumer", "hours", "wage", 1), ("consumer", "demand", "price", -1),
               ("firm", "price", "overdemanded", 1), ("firm", "price", "stock", -1),

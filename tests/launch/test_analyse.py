@@ -32,9 +32,9 @@ def run_dir(tmp_path_factory):
     return out
 
 
-def analyse(run_dir, out, resume=False):
+def analyse(run_dir, out, resume=False, intuition=False):
     return run_analysis([str(run_dir)], checkpoints="mid,end", types=["firm"], br_episodes=20, eval_episodes=1,
-                        overrides=BR, out=str(out), resume=resume, max_concurrent=2)
+                        overrides=BR, out=str(out), resume=resume, max_concurrent=2, intuition=intuition)
 
 
 def test_analysis_writes_the_epsilon_table_and_resumes_to_the_same(run_dir, tmp_path, capsys):
@@ -56,9 +56,15 @@ def test_analysis_writes_the_epsilon_table_and_resumes_to_the_same(run_dir, tmp_
     again = analyse(run_dir, tmp_path / "a", resume=True)
     assert pq.read_table(again / "epsilon.parquet").to_pylist() == rows
     assert sorted(p.name for p in (out / "tune" / "analyse").iterdir() if p.is_dir()) == trials_before
-    fresh = analyse(run_dir, tmp_path / "b")
-    assert pq.read_table(fresh / "epsilon.parquet").to_pylist() == [
-        {**r, "run": str(run_dir)} for r in rows]
+    fresh = analyse(run_dir, tmp_path / "b", intuition=True)
+    assert pq.read_table(fresh / "epsilon.parquet").to_pylist() == rows
+    # two profiles: the spectrum places them, with each one's epsilon bound and verdict beside it
+    spectrum = pq.read_table(out / "spectrum.parquet").to_pylist()
+    assert [s["profile"] for s in spectrum] == [r["profile"] for r in rows]
+    assert all(s["group"] >= 1 for s in spectrum) and (out / "spectrum.png").exists()
+    assert [s["epsilon_lcb"] for s in spectrum] == [v["epsilon_lcb"] for v in verdicts]
+    for r in rows:
+        assert (fresh / "intuition" / r["profile"] / "intuition.parquet").exists()
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
