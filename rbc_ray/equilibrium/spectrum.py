@@ -28,8 +28,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist, squareform
@@ -37,6 +35,7 @@ from scipy.spatial.distance import pdist, squareform
 from ..economy import AGENT_TYPES, Economy, action_nvec, obs_sizes
 from ..economy.config import EconomyConfig
 from ..policies import ActorCritic
+from ..results import write_rows
 from ..train.rollout import ECONOMY_STATS, RolloutStorage, Timer, collect_episode
 from . import spectrum_plots
 from .profile import Profile
@@ -338,26 +337,9 @@ def group_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
-    names: list[str] = []
-    for r in rows:
-        names.extend(k for k in r if k not in names)
-    columns = {}
-    for k in names:
-        values = [r.get(k) for r in rows]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values if v is not None) \
-                and any(isinstance(v, float) for v in values):
-            values = [None if v is None else float(v) for v in values]   # 500 and 500.5 in one column
-        columns[k] = values
-    return pa.table(columns)
-
-
 def write_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
-    """Rows (dicts) as one Parquet file; columns in order of first appearance."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(_table(rows), path)
-    return path
+    """Rows (dicts) as one Parquet file (`rbc_ray.results.write_rows`)."""
+    return write_rows(rows, path)
 
 
 def write_spectrum(rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> dict[str, Path]:

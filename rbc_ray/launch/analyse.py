@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from ray import tune
@@ -31,6 +30,7 @@ from ..equilibrium.epsilon import across_seeds, epsilon_rows, verdicts
 from ..equilibrium.intuition import intuition_report
 from ..equilibrium.plots import plot_epsilon
 from ..equilibrium.spectrum import epsilon_from_verdicts, spectrum_report
+from ..results import write_rows
 from .cluster import init_ray
 from .failures import TrainingFailed
 
@@ -151,11 +151,11 @@ def write_results(results, out_dir: Path, alpha: float, tolerance: float) -> lis
                            "br_seed": trial["seed"], "node_ip": r.metrics.get("node_ip", ""),
                            **{k: row[k] for k in _CURVE_KEYS if k in row}})
     rows = epsilon_rows(summaries)
-    _write(rows, out_dir / "epsilon.parquet")
-    _write(curves, out_dir / "curves.parquet")
-    _write(across_seeds(rows, alpha), out_dir / "epsilon_over_seeds.parquet")
+    write_rows(rows, out_dir / "epsilon.parquet")
+    write_rows(curves, out_dir / "curves.parquet")
+    write_rows(across_seeds(rows, alpha), out_dir / "epsilon_over_seeds.parquet")
     decided = verdicts(rows, tolerance)
-    _write(decided, out_dir / "verdicts.parquet")
+    write_rows(decided, out_dir / "verdicts.parquet")
     if rows:
         plot_epsilon(rows, out_dir / "plots" / "epsilon.png")
     print(summary_text(rows, decided, tolerance), flush=True)
@@ -172,13 +172,6 @@ _SUMMARY_KEYS = ("profile", "run", "episode", "train_seed", "swept", "type", "in
                  "budget", "gain_half", "lcb_half")
 _CURVE_KEYS = ("episode", "selection_gain", "selection_se", "selection_lcb", "payoff_before", "payoff_after",
                "train_reward", "entropy")
-
-
-def _write(rows: list[dict[str, Any]], path: Path) -> None:
-    names: list[str] = []
-    for r in rows:
-        names.extend(k for k in r if k not in names)
-    pq.write_table(pa.table({k: [r.get(k) for r in rows] for k in names}), path)
 
 
 def summary_text(rows: list[dict[str, Any]], decided: list[dict[str, Any]], tolerance: float) -> str:

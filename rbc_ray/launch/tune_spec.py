@@ -18,11 +18,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from ray import tune
 
 from ..config import ConfigError, unknown_key
+from ..results import write_rows
 
 TUNE_KEYS = ("grid", "seeds", "max_concurrent", "metric", "mode", "pbt")
 
@@ -77,9 +76,4 @@ def write_summary(grid, out_dir: Path) -> Path:
         row.update({f"set.{k}": json.dumps(v) for k, v in (result.config or {}).get("set", {}).items()})
         row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k not in row})
         rows.append(row)
-    names: list[str] = []
-    for r in rows:
-        names.extend(k for k in r if k not in names)
-    path = out_dir / "summary.parquet"
-    pq.write_table(pa.table({k: [r.get(k) for r in rows] for k in names}), path)
-    return path
+    return write_rows(rows, out_dir / "summary.parquet")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -69,3 +69,29 @@ class MetricsWriter:
 
 def _fill(value: Any) -> Any:
     return math.nan if value is None else value
+
+
+def rows_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Rows (dicts) as one table, columns in order of first appearance; a missing value is null, and a
+    column mixing ints and floats is float (500 and 500.5 in one column)."""
+    names: list[str] = []
+    for r in rows:
+        names.extend(k for k in r if k not in names)
+    columns = {}
+    for k in names:
+        values = [r.get(k) for r in rows]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values if v is not None) \
+                and any(isinstance(v, float) for v in values):
+            values = [None if v is None else float(v) for v in values]
+        columns[k] = values
+    return pa.table(columns)
+
+
+def write_rows(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Rows (dicts) as one Parquet file, written to a temporary name and renamed (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(rows_table(rows), tmp)
+    os.replace(tmp, path)
+    return path
