@@ -1,7 +1,6 @@
-"""Multi-agent PPO on the batched economy: config, curricula, rollout, PPO and the Trainer.
-
-trainable.py (the Ray Tune wrapper) lives here too but is owned by the Ray layer.
-"""
+"""Multi-agent PPO on the batched economy: config, curricula, rollout, PPO, the Trainer, policy
+snapshots and torch.distributed data-parallel training. No Ray: rbc_ray.launch wraps it for Tune
+and Ray Train."""
 
 from .config import (AgentConfig, ExperimentConfig, PoliciesConfig, TrainConfig, apply_override,
                      load_experiment)
