@@ -32,7 +32,7 @@ class Progress(tune.Callback):
 
 
 def metric_columns() -> list[str]:
-    """The documented metrics (README "Results"); Tune's own bookkeeping fields are left out."""
+    """The documented metrics (docs/training.md, "Results"); Tune's own bookkeeping fields are left out."""
     return [*METRIC_KEYS, *PROFILE_KEYS]
 
 
