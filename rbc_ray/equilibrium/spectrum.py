@@ -32,12 +32,13 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import pdist, squareform
 
-from ..economy import AGENT_TYPES, Economy, action_nvec, obs_sizes
+from ..economy import AGENT_TYPES, action_nvec, obs_sizes
 from ..economy.config import EconomyConfig
 from ..policies import ActorCritic
 from ..results import write_rows
-from ..train.rollout import ECONOMY_STATS, RolloutStorage, Timer, collect_episode
+from ..train.rollout import ECONOMY_STATS
 from . import spectrum_plots
+from .payoff import episode_payoffs, evaluation_episodes
 from .profile import Profile
 
 SPECTRUM_SEED = 3_000_000
@@ -100,32 +101,23 @@ def signature(profile: Profile, seed: int = SPECTRUM_SEED, n_envs: int = 64, epi
     """
     nets = profile_networks(profile, device)
     econ = profile.config.economy_config
-    dtype = nets[AGENT_TYPES[0]].value.weight.dtype
-    economy = Economy(econ, n_envs, device, seed=seed)
-    storage = RolloutStorage.allocate(economy, dtype)
-    generator = torch.Generator(device=economy.device)
-    generator.manual_seed(seed)
-    economy.generator.manual_seed(seed)
     f, n = econ.n_firms, econ.n_consumers
     stat = {name: i for i, name in enumerate(ECONOMY_STATS)}
     sums = defaultdict(float)
     steps = 0
     payoff = {k: [] for k in AGENT_TYPES}
-    with torch.no_grad():
-        for _ in range(episodes):
-            collect_episode(economy, nets, {k: None for k in AGENT_TYPES}, storage, 1.0, generator,
-                            Timer(False, economy.device), {k: False for k in AGENT_TYPES})
-            s = storage.stats.cpu()                                        # [T, K]: means over envs
-            steps += s.shape[0]
-            for name in ("price", "wage", "hours", "consumption", "stock", "income_tax", "corporate_tax"):
-                key = {"income_tax": "income_tax", "corporate_tax": "corporate_tax"}.get(name, f"mean_{name}")
-                sums[name] += float(s[:, stat[key]].sum())
-            sums["exported"] += float(s[:, stat["mean_exports"]].sum()) * f
-            sums["consumed"] += float(s[:, stat["mean_consumption"]].sum()) * n
-            prices = storage.global_[..., :f].to(torch.float64) * econ.price_scale   # [T, E, F]
-            sums["price_spread"] += float(prices.std(-1, unbiased=False).mean(-1).sum())
-            for kind in AGENT_TYPES:
-                payoff[kind].append(storage.types[kind].reward.to(torch.float64).sum(0).mean(-1).cpu())
+    for storage in evaluation_episodes(econ, nets, seed, n_envs, episodes, device):
+        s = storage.stats.cpu()                                            # [T, K]: means over envs
+        steps += s.shape[0]
+        for name in ("price", "wage", "hours", "consumption", "stock", "income_tax", "corporate_tax"):
+            key = {"income_tax": "income_tax", "corporate_tax": "corporate_tax"}.get(name, f"mean_{name}")
+            sums[name] += float(s[:, stat[key]].sum())
+        sums["exported"] += float(s[:, stat["mean_exports"]].sum()) * f
+        sums["consumed"] += float(s[:, stat["mean_consumption"]].sum()) * n
+        prices = storage.global_[..., :f].to(torch.float64) * econ.price_scale       # [T, E, F]
+        sums["price_spread"] += float(prices.std(-1, unbiased=False).mean(-1).sum())
+        for kind in AGENT_TYPES:
+            payoff[kind].append(episode_payoffs(storage, kind).cpu())
     out = {name: sums[name] / steps for name in ("price", "wage", "hours", "consumption")}
     traded = sums["exported"] + sums["consumed"]
     out["export_share"] = sums["exported"] / traded if traded > 0 else 0.0
