@@ -25,16 +25,14 @@ def _train(args: argparse.Namespace) -> int:
         run_train_data_parallel(args.config, args.set, args.out, args.address, args.workers, resume=args.resume,
                                 max_failures=args.max_failures)
         return 0
-    if args.max_failures:
-        raise ValueError("--max-failures applies to data-parallel runs (--workers 2 or more)")
-    run_train(args.config, args.set, args.out, args.address, resume=args.resume)
+    run_train(args.config, args.set, args.out, args.address, resume=args.resume, max_failures=args.max_failures)
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from .launch.sweep import run_sweep
 
-    run_sweep(args.config, args.set, args.out, args.address)
+    run_sweep(args.config, args.set, args.out, args.address, resume=args.resume, max_failures=args.max_failures)
     return 0
 
 
@@ -95,7 +93,8 @@ def _analyse(args: argparse.Namespace) -> int:
                  br_episodes=args.br_episodes, eval_episodes=args.eval_episodes, alpha=args.alpha,
                  inits=None if args.init == "both" else [args.init], overrides=args.set, out=args.out,
                  address=args.address, max_concurrent=args.max_concurrent, resume=args.resume,
-                 tolerance=args.tolerance, spectrum=args.spectrum, intuition=args.intuition)
+                 tolerance=args.tolerance, spectrum=args.spectrum, intuition=args.intuition,
+                 max_failures=args.max_failures)
     return 0
 
 
@@ -110,6 +109,12 @@ def _plot(args: argparse.Namespace) -> int:
 def _set_option(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a config key by its dotted path, value as YAML, e.g. {example} (repeatable)")
+
+
+def _max_failures_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-failures", type=int, default=None, metavar="K",
+                   help="restart a failed trial (or data-parallel worker group) from its latest checkpoint up "
+                        "to K times (default: 2 with --address, 0 on the embedded local Ray)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,12 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="resume the run found in --out")
     p.add_argument("--workers", type=int, default=1,
                    help="data-parallel Ray Train workers (default 1: one Tune trial)")
-    p.add_argument("--max-failures", type=int, default=0, metavar="K",
-                   help="with --workers: restart a failed worker group from its latest checkpoint up to K times")
+    _max_failures_option(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sweep", help="run the grid and seeds an experiment YAML declares (RBC or SRL)")
     experiment_args(p)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep found in --out after its driver stopped")
+    _max_failures_option(p)
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("analyse", help="best responses to trained profiles: epsilon bounds and verdicts")
@@ -159,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: an embedded local Ray)")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once (default: as many as fit)")
     p.add_argument("--resume", action="store_true", help="continue the analysis found in --out")
+    _max_failures_option(p)
     p.set_defaults(func=_analyse)
 
     p = sub.add_parser("srl", help="solve a heterogeneous-agent model by structural RL",

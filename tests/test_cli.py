@@ -134,8 +134,9 @@ def test_bad_worker_counts_exit_2_naming_the_flag():
     assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
     r = rbc_ray("train", SMOKE, "--workers", "2", "--resume")  # which run? --out names it
     assert r.returncode == 2 and "--resume needs --out" in r.stderr and "Traceback" not in r.stderr
-    r = rbc_ray("train", SMOKE, "--max-failures", "2")
-    assert r.returncode == 2 and "--max-failures" in r.stderr and "Traceback" not in r.stderr
+    for command in ("train", "sweep"):
+        r = rbc_ray(command, SMOKE, "--max-failures", "-1")
+        assert r.returncode == 2 and "--max-failures must be >= 0" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow

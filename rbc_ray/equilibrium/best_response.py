@@ -6,6 +6,9 @@ Every `br.eval_every` episodes the current deviation is evaluated on the selecti
 the profile on the same draws; the best candidate (by selection gain), over the whole budget and over
 its first half, is then evaluated once more on the separate confirmation seed, whose gain is the
 one reported (choosing and reporting on the same episodes would overstate it).
+
+At every evaluation `report` receives the progress state (`progress_state`): passed back as
+`resume`, it continues the best response exactly where it was, as if it had not stopped.
 """
 
 from __future__ import annotations
@@ -60,10 +63,16 @@ def _state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
 
+Report = Callable[[dict[str, float], Candidate, dict[str, Any]], None]
+
+
 def best_response(profile: Profile, kind: str, init: str, seed: int, br: BestResponseConfig,
-                  alpha: float = 0.05, report: Callable[[dict[str, float], Candidate], None] | None = None
+                  alpha: float = 0.05, report: Report | None = None, resume: dict[str, Any] | None = None
                   ) -> BestResponseResult:
-    """Train `kind`'s best response to `profile` for br.episodes episodes and evaluate it."""
+    """Train `kind`'s best response to `profile` for br.episodes episodes and evaluate it.
+
+    `report(row, candidate, state)` is called at every evaluation; `resume` (a `state` it was given)
+    continues from that evaluation with every RNG, optimiser and candidate as they were."""
     if init not in INITS:
         raise ValueError(f"init={init!r}: one of {INITS}")
     cfg = best_response_experiment(profile, kind, br, seed)
@@ -85,6 +94,10 @@ def best_response(profile: Profile, kind: str, init: str, seed: int, br: BestRes
     candidates: list[Candidate] = []
     metrics: dict[str, float] = {}
 
+    def progress_state() -> dict[str, Any]:
+        return {"kind": kind, "init": init, "seed": seed, "trainer": trainer.state_dict(),
+                "candidates": list(candidates), "curve": list(result.curve), "metrics": dict(metrics)}
+
     def checkpoint() -> None:
         after = evaluate(br.selection_seed, {**reference, kind: trainer.policies[kind]})
         gain = paired_gain(before, after, alpha)
@@ -96,9 +109,18 @@ def best_response(profile: Profile, kind: str, init: str, seed: int, br: BestRes
                "entropy": metrics.get(f"entropy_{kind}", float("nan"))}
         result.curve.append(row)
         if report is not None:
-            report(row, cand)
+            report(row, cand, progress_state())
 
-    checkpoint()
+    if resume is None:
+        checkpoint()
+    else:
+        if (resume["kind"], resume["init"], int(resume["seed"])) != (kind, init, seed):
+            raise ValueError(f"resume state of a ({resume['kind']}, {resume['init']}, seed {resume['seed']}) best "
+                             f"response given to ({kind}, {init}, seed {seed})")
+        trainer.load_state_dict(resume["trainer"])
+        candidates.extend(resume["candidates"])
+        result.curve.extend(resume["curve"])
+        metrics = dict(resume["metrics"])
     while trainer.episode < br.episodes:
         start = trainer.episode
         metrics = trainer.train_iteration()

@@ -5,7 +5,7 @@ Each trial trains one type's best response against a profile (rbc_ray.equilibriu
 one torch thread, reports the selection gain at every evaluation (Tune keeps the best deviation as
 the trial's checkpoint) and ends with its confirmed gain. Results in OUT: epsilon.parquet,
 curves.parquet, plots/epsilon.png and Tune's folder OUT/tune/analyse (`--resume` continues it:
-finished trials are kept, unfinished ones run again from their start, with the same seeds).
+finished trials are kept, unfinished ones continue from their latest checkpoint).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..equilibrium.intuition import intuition_report
 from ..equilibrium.plots import plot_epsilon
 from ..equilibrium.spectrum import epsilon_from_verdicts, spectrum_report
 from ..results import write_rows
-from .cluster import init_ray
+from .cluster import init_ray, max_failures as max_failures_for
 from .failures import TrainingFailed
 
 NAME = "analyse"
@@ -39,20 +39,31 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 
 def analyse_trial(config: dict[str, Any]) -> None:
-    """Tune function trainable: one best response, reported as it trains, then its summary."""
+    """Tune function trainable: one best response, reported as it trains, then its summary.
+
+    Every report carries a checkpoint with the current deviation (deviation.pt; Tune keeps the best by
+    selection gain) and the best response's progress state (progress.pt): a trial restarted after a
+    failure, or by `--resume`, continues from its latest checkpoint exactly as if it had not stopped."""
     torch.set_num_threads(1)
     trial = config["trial"]
     profile = load_profile(trial["profile_path"], run=trial["run"])
     br = BestResponseConfig.from_dict(config["br"])
     kind, init, seed = trial["type"], trial["init"], int(trial["seed"])
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = torch.load(Path(folder) / "progress.pt", map_location="cpu", weights_only=False)
 
-    def report(row: dict[str, float], candidate) -> None:
+    def report(row: dict[str, float], candidate, state: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:
             torch.save({"type": kind, "episode": candidate.episode, "policy": candidate.policy},
                        Path(folder) / "deviation.pt")
+            torch.save(state, Path(folder) / "progress.pt")
             tune.report({**row, "done_trial": 0}, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    result = best_response(profile, kind, init, seed, br, alpha=float(config["alpha"]), report=report)
+    result = best_response(profile, kind, init, seed, br, alpha=float(config["alpha"]), report=report,
+                           resume=resume)
     tune.report({**trial_summary(result, profile, br, trial.get("swept", "{}")), "done_trial": 1})
 
 
@@ -84,8 +95,12 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
                  br_episodes: int | None = None, eval_episodes: int | None = None, alpha: float = 0.05,
                  inits: list[str] | None = None, overrides: list[str] = (), out: str | None = None,
                  address: str | None = None, max_concurrent: int | None = None, resume: bool = False,
-                 tolerance: float = 0.01, spectrum: bool | None = None, intuition: bool = False) -> Path:
-    """Everything `rbc-ray analyse` does; returns OUT."""
+                 tolerance: float = 0.01, spectrum: bool | None = None, intuition: bool = False,
+                 max_failures: int | None = None, callbacks: list = ()) -> Path:
+    """Everything `rbc-ray analyse` does; returns OUT. A failed trial restarts from its latest
+    checkpoint up to `max_failures` times (default: cluster.max_failures). `callbacks`: Tune callbacks
+    (your own loggers)."""
+    retries = max_failures_for(max_failures, address)
     types = list(types or AGENT_TYPES)
     inits = list(inits or INITS)
     for kind in types:
@@ -98,6 +113,11 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
         raise ConfigError(f"--br-seeds must be >= 1, got {br_seeds}")
     if not 0 < alpha < 0.5:
         raise ConfigError(f"--alpha must lie in (0, 0.5), got {alpha}")
+    if resume and not out:
+        raise ConfigError("--resume needs --out: the folder of the analysis to continue")
+    if resume and not (Path(out) / "tune" / NAME).exists():
+        raise ConfigError(f"--resume: {Path(out).resolve()} holds no analysis to continue "
+                          f"({Path(out) / 'tune' / NAME} is missing)")
     br = br_config(list(overrides), br_episodes, eval_episodes)
     profiles = run_profiles(paths, checkpoints)
     if not profiles:
@@ -111,7 +131,7 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
     init_ray(address)
     trainable = tune.with_resources(analyse_trial, {"cpu": 1})
     tune_dir = out_dir / "tune" / NAME
-    if resume and tune_dir.exists():
+    if resume:
         tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
@@ -119,7 +139,8 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
             param_space={"trial": tune.grid_search(grid), "br": br.to_dict(), "alpha": alpha},
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
             run_config=tune.RunConfig(
-                name=NAME, storage_path=str(out_dir / "tune"), verbose=0,
+                name=NAME, storage_path=str(out_dir / "tune"), verbose=0, callbacks=list(callbacks),
+                failure_config=tune.FailureConfig(max_failures=retries),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="selection_gain",
                                                         checkpoint_score_order="max")))
     results = tuner.fit()
@@ -146,10 +167,12 @@ def write_results(results, out_dir: Path, alpha: float, tolerance: float) -> lis
         summaries.append({k: v for k, v in r.metrics.items() if k in _SUMMARY_KEYS})
         frame = r.metrics_dataframe
         trial = r.config["trial"]
-        for row in frame[frame["done_trial"] == 0].to_dict("records"):
+        evaluations = {row["episode"]: row for row in frame[frame["done_trial"] == 0].to_dict("records")}
+        for _, row in sorted(evaluations.items()):  # once per evaluation, also after a restart
             curves.append({"profile": r.metrics.get("profile", ""), "type": trial["type"], "init": trial["init"],
                            "br_seed": trial["seed"], "node_ip": r.metrics.get("node_ip", ""),
                            **{k: row[k] for k in _CURVE_KEYS if k in row}})
+    curves.sort(key=lambda c: (c["profile"], c["type"], c["init"], c["br_seed"], c["episode"]))  # not Tune's order
     rows = epsilon_rows(summaries)
     write_rows(rows, out_dir / "epsilon.parquet")
     write_rows(curves, out_dir / "curves.parquet")

@@ -24,6 +24,19 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                  include_dashboard=False, runtime_env=env, log_to_driver=True)
 
 
+CLUSTER_MAX_FAILURES = 2  # retries of a failed trial on a cluster, where workers and nodes come and go
+
+
+def max_failures(requested: int | None, address: str | None) -> int:
+    """How often a failed trial restarts from its latest checkpoint: `--max-failures` if given, else
+    2 on a cluster (`--address`) and 0 on the embedded local Ray (a local failure is a bug to see)."""
+    if requested is None:
+        return CLUSTER_MAX_FAILURES if address else 0
+    if requested < 0:
+        raise ValueError(f"--max-failures must be >= 0, got {requested}")
+    return requested
+
+
 def quiet_ray_worker_logs() -> None:
     """Runs in every Ray worker process: mute Ray Train messages that drown our progress lines.
 

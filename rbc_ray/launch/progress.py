@@ -17,6 +17,11 @@ class Progress(tune.Callback):
     def __init__(self, out: Path, single: bool) -> None:
         self.out, self.single, self.writers = out, single, {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (Tune saves its run config) without the writers: a restored driver re-reads each
+        trial's metrics.parquet from disk, which holds every row written before the stop."""
+        return {**self.__dict__, "writers": {}}
+
     def _writer(self, trial) -> MetricsWriter:
         if trial.trial_id not in self.writers:
             folder = self.out if self.single else self.out / "trials" / trial.trial_id

@@ -88,18 +88,29 @@ def srl_trainable(config: dict[str, Any]) -> None:
     tune.report(metrics)
 
 
-def run_sweep(raw: dict[str, Any], overrides: list[str], out_dir: Path, address: str | None = None) -> Path:
-    """Run the sweep an SRL experiment YAML declares as Ray Tune trials; returns OUT."""
+def run_sweep(raw: dict[str, Any], overrides: list[str], out_dir: Path, address: str | None = None,
+              resume: bool = False, max_failures: int = 0) -> Path:
+    """Run the sweep an SRL experiment YAML declares as Ray Tune trials; returns OUT. `resume` continues
+    it after its driver stopped: finished solves are kept, unfinished ones solve again (a solve takes
+    seconds to minutes and keeps no checkpoint); a failed solve is retried up to `max_failures` times."""
     name, srl, spec = load_srl_sweep(raw, overrides)
     out_dir = Path(out_dir).resolve()
+    tune_dir = out_dir / "tune" / name
+    if resume and not tune_dir.exists():
+        raise ConfigError(f"--resume: {out_dir} holds no SRL sweep named {name!r} ({tune_dir} is missing)")
     out_dir.mkdir(parents=True, exist_ok=True)
     init_ray(address)
-    tuner = tune.Tuner(
-        tune.with_resources(srl_trainable, {"cpu": 1}),
-        param_space={"srl": srl, "set": grid_space(spec)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.get("max_concurrent")),
-        run_config=tune.RunConfig(name=name, storage_path=str(out_dir / "tune"), verbose=0),
-    )
+    trainable = tune.with_resources(srl_trainable, {"cpu": 1})
+    if resume:
+        tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"srl": srl, "set": grid_space(spec)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=spec.get("max_concurrent")),
+            run_config=tune.RunConfig(name=name, storage_path=str(out_dir / "tune"), verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=max_failures)),
+        )
     results = tuner.fit()
     path = write_summary(results, out_dir)
     n_conv = sum(bool((r.metrics or {}).get("converged")) for r in results)

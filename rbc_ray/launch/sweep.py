@@ -20,20 +20,29 @@ from ..config import ConfigError, read_yaml
 from ..results import plot_training
 from ..train.config import load_experiment
 from . import srl
-from .cluster import init_ray
+from .cluster import init_ray, max_failures as max_failures_for
 from .progress import Progress
 from .train import run_config, trainable
 from .tune_spec import check_tune_spec, grid_points, grid_space, write_summary
 
 
-def run_sweep(config_path: str, overrides: list[str], out: str | None, address: str | None) -> Path:
-    """The grid and seeds an experiment YAML declares, as Tune trials; returns OUT."""
+def run_sweep(config_path: str, overrides: list[str], out: str | None, address: str | None,
+              resume: bool = False, max_failures: int | None = None, callbacks: list = ()) -> Path:
+    """The grid and seeds an experiment YAML declares, as Tune trials; returns OUT.
+
+    `resume` continues the sweep in OUT after its driver stopped (Tuner.restore): finished trials are
+    kept, unfinished ones continue from their latest checkpoint. A failed trial restarts from its
+    latest checkpoint up to `max_failures` times (default: cluster.max_failures). `callbacks`: more Tune
+    callbacks beside the progress lines."""
+    retries = max_failures_for(max_failures, address)
+    if resume and not out:
+        raise ConfigError("--resume needs --out: the folder of the sweep to continue")
     raw = read_yaml(config_path)
     if "srl" in raw:
         name = srl.load_srl_sweep(raw, overrides)[0]
         out_dir = Path(out or f"results/{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
         print(f"rbc-ray: SRL sweep; results go to {out_dir}", flush=True)
-        return srl.run_sweep(raw, overrides, out_dir, address)
+        return srl.run_sweep(raw, overrides, out_dir, address, resume=resume, max_failures=retries)
     experiment, spec = load_experiment(raw, overrides)
     spec = check_tune_spec(spec, "train.seed")
     raw.pop("tune", None)
@@ -50,20 +59,28 @@ def run_sweep(config_path: str, overrides: list[str], out: str | None, address: 
                         + [f"{k}={json.dumps(v[0])}" for k, v in mutations.items()])
     name = experiment.name
     out_dir = Path(out or f"results/{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
     print(f"rbc-ray: sweep of {max(len(points), 1)} trials; results go to {out_dir}", flush=True)
     threads = max(1, int(experiment.train.torch_threads))
+    tune_dir = out_dir / "tune" / name
+    if resume and not tune_dir.exists():
+        raise ConfigError(f"--resume: {out_dir} holds no sweep named {name!r} ({tune_dir} is missing)")
+    out_dir.mkdir(parents=True, exist_ok=True)
     init_ray(address)
     scheduler = _pbt(spec)
-    tuner = tune.Tuner(
-        trainable(experiment, threads),
-        param_space={"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
-                     "set": space, "snapshot_dir": str(out_dir / "trials"), "per_trial_snapshots": True},
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.get("max_concurrent"),
-                                    scheduler=scheduler, reuse_actors=scheduler is not None,
-                                    metric=spec.get("metric") if scheduler else None,
-                                    mode=spec.get("mode", "max") if scheduler else None),
-        run_config=run_config(out_dir, name, Progress(out_dir, single=False)))
+    if resume:
+        tuner = tune.Tuner.restore(str(tune_dir), trainable(experiment, threads), resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable(experiment, threads),
+            param_space={"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
+                         "set": space, "snapshot_dir": str(out_dir / "trials"), "per_trial_snapshots": True},
+            tune_config=tune.TuneConfig(max_concurrent_trials=spec.get("max_concurrent"),
+                                        scheduler=scheduler, reuse_actors=scheduler is not None,
+                                        metric=spec.get("metric") if scheduler else None,
+                                        mode=spec.get("mode", "max") if scheduler else None),
+            run_config=run_config(out_dir, name, [Progress(out_dir, single=False), *callbacks],
+                                  max_failures=retries))
     grid = tuner.fit()
     path = write_summary(grid, out_dir)
     for result in grid:

@@ -17,7 +17,7 @@ from ray import tune
 from ..config import read_yaml
 from ..results import plot_training
 from ..train.config import load_experiment
-from .cluster import init_ray
+from .cluster import init_ray, max_failures as max_failures_for
 from .failures import TrainingFailed, root_cause
 from .progress import Progress
 from ..train.distributed import check_checkpoint
@@ -35,13 +35,14 @@ def trainable(experiment_cfg, cpus: int):
     return tune.with_resources(RBCTrainable, {"cpu": cpus, "gpu": gpu})
 
 
-def run_config(out: Path, name: str, callback, stop: dict | None = None):
-    """Tune's RunConfig for training trials: storage in OUT/tune, checkpoints every 10 iterations."""
+def run_config(out: Path, name: str, callbacks: list, stop: dict | None = None, max_failures: int = 0):
+    """Tune's RunConfig for training trials: storage in OUT/tune, checkpoints every 10 iterations; a
+    failed trial restarts from its latest checkpoint up to `max_failures` times."""
     return tune.RunConfig(
-        name=name, storage_path=str(out / "tune"), callbacks=[callback], verbose=0, stop=stop,
+        name=name, storage_path=str(out / "tune"), callbacks=list(callbacks), verbose=0, stop=stop,
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=10, checkpoint_at_end=True,
                                                 num_to_keep=3),
-        failure_config=tune.FailureConfig(max_failures=0))
+        failure_config=tune.FailureConfig(max_failures=max_failures))
 
 
 def _prepare_train(config_path: str, overrides: list[str], out: str | None):
@@ -61,8 +62,11 @@ def _write_config(out_dir: Path, experiment) -> None:
 
 
 def run_train(config_path: str, overrides: list[str], out: str | None, address: str | None,
-              resume: bool = False) -> Path:
-    """One trial of an experiment on Ray; returns the results folder."""
+              resume: bool = False, max_failures: int | None = None, callbacks: list = ()) -> Path:
+    """One trial of an experiment on Ray; returns the results folder. A failed trial restarts from its
+    latest checkpoint up to `max_failures` times (default: cluster.max_failures). `callbacks`: more
+    Tune callbacks (your own loggers) beside the progress lines."""
+    retries = max_failures_for(max_failures, address)
     raw, experiment, out_dir = _prepare_train(config_path, overrides, out)
     _write_config(out_dir, experiment)
     name = experiment.name
@@ -77,7 +81,8 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
         tuner = tune.Tuner.restore(str(tune_dir), trial, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(trial, param_space=param_space,
-                           run_config=run_config(out_dir, name, Progress(out_dir, single=True)))
+                           run_config=run_config(out_dir, name, [Progress(out_dir, single=True), *callbacks],
+                                                 max_failures=retries))
     grid = tuner.fit()
     result = grid[0]
     if result.error:
@@ -89,15 +94,14 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
 
 
 def run_train_data_parallel(config_path: str, overrides: list[str], out: str | None, address: str | None,
-                            workers: int, resume: bool = False, max_failures: int = 0) -> Path:
+                            workers: int, resume: bool = False, max_failures: int | None = None) -> Path:
     """`rbc-ray train --workers N`: one experiment trained data-parallel by N Ray Train workers
     (rbc_ray.launch.ray_train); OUT gets config.yaml, metrics.parquet (rank 0), policies.pt and
     plots/, and Ray Train's run folder OUT/raytrain (checkpoints every 10 iterations). Runs
     total_episodes / episodes_per_iteration iterations (rounded up). `resume` continues the run in
     OUT from its latest checkpoint; `max_failures` lets Ray Train restart a failed worker group
     from it."""
-    if max_failures < 0:
-        raise ValueError(f"--max-failures must be >= 0, got {max_failures}")
+    max_failures = max_failures_for(max_failures, address)
     _, experiment, out_dir = _prepare_train(config_path, overrides, out)
     run_dir = out_dir / "raytrain" / experiment.name
     if run_dir.exists() and not resume:

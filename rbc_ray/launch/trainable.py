@@ -36,27 +36,34 @@ class RBCTrainable(tune.Trainable):
         self.experiment, _ = load_experiment(config["experiment"], overrides_from(config))
         torch.set_num_threads(max(1, int(config.get("torch_threads", 1))))
         self.trainer = Trainer(self.experiment)
+        self.last_metrics: dict[str, Any] = {}
         self.snapshot_dir = config.get("snapshot_dir")
         if self.snapshot_dir and config.get("per_trial_snapshots"):
             self.snapshot_dir = str(Path(self.snapshot_dir) / self.trial_id / SNAPSHOT_DIR)
 
     def step(self) -> dict[str, Any]:
+        if self.last_metrics and self.trainer.episode >= self.experiment.train.total_episodes:
+            # restored from the checkpoint at its end (a driver stopped before it recorded the trial
+            # as finished): report the last iteration again instead of training past the end
+            return dict(self.last_metrics, done=True)
         before = self.trainer.episode
         metrics = dict(self.trainer.train_iteration())
         done = self.trainer.episode >= self.experiment.train.total_episodes
         metrics["done"] = done
+        self.last_metrics = metrics
         if self.snapshot_dir and (done or due(self.experiment.train.snapshot_every, before, self.trainer.episode)):
             write_snapshot(self.trainer, self.snapshot_dir)
         return metrics
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
-        torch.save(self.trainer.state_dict(), Path(checkpoint_dir) / "trainer.pt")
+        torch.save({**self.trainer.state_dict(), "last_metrics": self.last_metrics}, Path(checkpoint_dir) / "trainer.pt")
         with open(Path(checkpoint_dir) / "config.yaml", "w") as fh:
             yaml.safe_dump(self.experiment.to_dict(), fh, sort_keys=False)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         state = torch.load(Path(checkpoint_dir) / "trainer.pt", map_location="cpu", weights_only=False)
         self.trainer.load_state_dict(state)
+        self.last_metrics = dict(state.get("last_metrics") or {})
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         """PBT: apply mutated per-type learning rates in place; anything else restarts the trial."""

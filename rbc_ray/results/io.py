@@ -37,7 +37,8 @@ def _scalar(value: Any) -> Any:
 class MetricsWriter:
     """Appends rows to OUT/metrics.parquet; the file is rewritten atomically after each row.
 
-    Keeps previous rows of the same file (a resumed run continues its table). Only scalar metrics
+    Keeps previous rows of the same file (a resumed run continues its table; rows from the iteration
+    it resumes at on are dropped). Only scalar metrics
     are kept; nested values (Tune's own config, dicts) are dropped.
     """
 
@@ -52,8 +53,10 @@ class MetricsWriter:
     def append(self, metrics: Mapping[str, Any]) -> None:
         row = {k: _scalar(v) for k, v in metrics.items()
                if (self.columns is None or k in self.columns) and not isinstance(v, (dict, list, tuple))}
-        if self.rows and "iteration" in row:  # a restored trial repeats iterations: keep the newest
-            self.rows = [r for r in self.rows if r.get("iteration") != row["iteration"]]
+        if self.rows and "iteration" in row:
+            # a trial restored from a checkpoint repeats the iterations after it: the rows from the
+            # checkpoint on are replaced, so the table holds every iteration once, in order
+            self.rows = [r for r in self.rows if r.get("iteration", -math.inf) < row["iteration"]]
         self.rows.append(row)
         self.flush()
 

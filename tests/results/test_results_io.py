@@ -40,6 +40,18 @@ def test_resumed_writer_continues_and_replaces_repeated_iterations(tmp_path):
     assert table.column("mean_price").to_pylist() == [1001.0, 5.0, 1003.0]
 
 
+def test_a_trial_restored_from_an_earlier_checkpoint_keeps_each_iteration_once_in_order(tmp_path):
+    w = MetricsWriter(tmp_path)
+    for i in range(1, 6):
+        w.append(_row(i))
+    w = MetricsWriter(tmp_path)  # restored from its checkpoint at iteration 2: reports 3, 4, 5, 6 again
+    for i in range(3, 7):
+        w.append(dict(_row(i), mean_price=float(-i)))
+    table = load(tmp_path)
+    assert table.column("iteration").to_pylist() == [1, 2, 3, 4, 5, 6]
+    assert table.column("mean_price").to_pylist() == [1001.0, 1002.0, -3.0, -4.0, -5.0, -6.0]
+
+
 def test_new_columns_are_filled_with_nan(tmp_path):
     w = MetricsWriter(tmp_path)
     w.append({"iteration": 1, "a": 1.0})
