@@ -32,7 +32,8 @@ def _train(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from .launch.sweep import run_sweep
 
-    run_sweep(args.config, args.set, args.out, args.address, resume=args.resume, max_failures=args.max_failures)
+    run_sweep(args.config, args.set, args.out, args.address, resume=args.resume, max_failures=args.max_failures,
+              gpus_per_trial=args.gpus_per_trial)
     return 0
 
 
@@ -94,7 +95,7 @@ def _analyse(args: argparse.Namespace) -> int:
                  inits=None if args.init == "both" else [args.init], overrides=args.set, out=args.out,
                  address=args.address, max_concurrent=args.max_concurrent, resume=args.resume,
                  tolerance=args.tolerance, spectrum=args.spectrum, intuition=args.intuition,
-                 max_failures=args.max_failures)
+                 max_failures=args.max_failures, gpus_per_trial=args.gpus_per_trial)
     return 0
 
 
@@ -136,11 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     _max_failures_option(p)
     p.set_defaults(func=_train)
 
+    def gpus_option(p: argparse.ArgumentParser, device_key: str) -> None:
+        p.add_argument("--gpus-per-trial", type=float, metavar="F",
+                       help=f"GPUs each trial reserves; a fraction such as 0.25 lets trials share a GPU "
+                            f"(needs {device_key}=cuda; default 1 on cuda, 0 on cpu)")
+
     p = sub.add_parser("sweep", help="run the grid and seeds an experiment YAML declares (RBC or SRL)")
     experiment_args(p)
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep found in --out after its driver stopped")
     _max_failures_option(p)
+    gpus_option(p, "train.device")
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("analyse", help="best responses to trained profiles: epsilon bounds and verdicts")
@@ -167,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once (default: as many as fit)")
     p.add_argument("--resume", action="store_true", help="continue the analysis found in --out")
     _max_failures_option(p)
+    gpus_option(p, "br.device")
     p.set_defaults(func=_analyse)
 
     p = sub.add_parser("srl", help="solve a heterogeneous-agent model by structural RL",

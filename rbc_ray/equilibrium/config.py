@@ -37,6 +37,8 @@ class BestResponseConfig:
     """seed of the evaluation episodes that choose the best deviation"""
     confirmation_seed: int = 2_000_000
     """seed of the separate evaluation episodes that report its gain"""
+    device: str = "cpu"
+    """where a best response trains and is evaluated: 'cpu' or 'cuda' (whatever device trained the profile)"""
 
     def __post_init__(self) -> None:
         for key in ("episodes", "episodes_per_iteration", "eval_every", "eval_envs", "eval_episodes"):
@@ -50,6 +52,8 @@ class BestResponseConfig:
             raise ConfigError(f"br.lr={self.lr!r}: must be positive")
         if self.entropy_start < 0 or self.entropy_decay <= 0 or not 0 <= self.entropy_floor <= 1:
             raise ConfigError("br.entropy_start >= 0, br.entropy_decay > 0 and br.entropy_floor in [0, 1]")
+        if self.device != "cpu" and not self.device.startswith("cuda"):
+            raise ConfigError(f"br.device={self.device!r}: 'cpu' or 'cuda'")
         if self.selection_seed == self.confirmation_seed:
             raise ConfigError("br.selection_seed and br.confirmation_seed must differ (separate evaluations)")
 

@@ -98,14 +98,14 @@ def run_profiles(paths: list[str | os.PathLike], checkpoints: str = "end") -> li
 
 def best_response_experiment(profile: Profile, kind: str, br: BestResponseConfig, seed: int) -> ExperimentConfig:
     """The profile's experiment under best-response conditions: only `kind` trains, from episode 0,
-    with a fresh optimiser at br.lr and br's entropy schedule; no curriculum masks, no tax cap, theta
-    at full strength; every other type acts from its policy and never updates."""
+    with a fresh optimiser at br.lr and br's entropy schedule, on br.device; no curriculum masks, no
+    tax cap, theta at full strength; every other type acts from its policy and never updates."""
     if kind not in AGENT_TYPES:
         raise ValueError(f"type {kind!r}: one of {AGENT_TYPES}")
     values = profile.config.to_dict()
     train, curriculum = values["train"], values["curriculum"]
     train.update(seed=seed, total_episodes=br.episodes, episodes_per_iteration=br.episodes_per_iteration,
-                 frozen=[k for k in AGENT_TYPES if k != kind], snapshot_every=0)
+                 frozen=[k for k in AGENT_TYPES if k != kind], snapshot_every=0, device=br.device)
     if br.n_envs:
         train["n_envs"] = br.n_envs
     curriculum.update(compress=1.0, masks=False, theta_anneal=False, entropy_start=br.entropy_start,

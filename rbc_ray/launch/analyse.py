@@ -2,8 +2,9 @@
 epsilon table, the training curves, plots and a verdict per profile.
 
 Each trial trains one type's best response against a profile (rbc_ray.equilibrium) on one CPU and
-one torch thread, reports the selection gain at every evaluation (Tune keeps the best deviation as
-the trial's checkpoint) and ends with its confirmed gain. Results in OUT: epsilon.parquet,
+one torch thread (or on a share of a GPU: br.device=cuda, --gpus-per-trial F), reports the
+selection gain at every evaluation (Tune keeps the best deviation as the trial's checkpoint) and
+ends with its confirmed gain. Results in OUT: epsilon.parquet,
 curves.parquet, plots/epsilon.png and Tune's folder OUT/tune/analyse (`--resume` continues it:
 finished trials are kept, unfinished ones continue from their latest checkpoint).
 """
@@ -33,6 +34,7 @@ from ..equilibrium.spectrum import epsilon_from_verdicts, spectrum_report
 from ..results import write_rows
 from .cluster import init_ray, max_failures as max_failures_for
 from .failures import TrainingFailed
+from .resources import require_gpus, trial_gpus
 
 NAME = "analyse"
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # one checkpoint per evaluation
@@ -67,6 +69,11 @@ def analyse_trial(config: dict[str, Any]) -> None:
     tune.report({**trial_summary(result, profile, br, trial.get("swept", "{}")), "done_trial": 1})
 
 
+def analysis_trainable(gpus: float = 0.0):
+    """`analyse_trial` reserving one CPU and `gpus` GPUs per best-response trial."""
+    return tune.with_resources(analyse_trial, {"cpu": 1, "gpu": gpus})
+
+
 def _swept_values(run: Path) -> str:
     """The swept values of a sweep trial's folder (from the sweep's summary.parquet), as JSON text."""
     summary = run.parent.parent / "summary.parquet"
@@ -96,10 +103,12 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
                  inits: list[str] | None = None, overrides: list[str] = (), out: str | None = None,
                  address: str | None = None, max_concurrent: int | None = None, resume: bool = False,
                  tolerance: float = 0.01, spectrum: bool | None = None, intuition: bool = False,
-                 max_failures: int | None = None, callbacks: list = ()) -> Path:
-    """Everything `rbc-ray analyse` does; returns OUT. A failed trial restarts from its latest
-    checkpoint up to `max_failures` times (default: cluster.max_failures). `callbacks`: Tune callbacks
-    (your own loggers)."""
+                 max_failures: int | None = None, callbacks: list = (), gpus_per_trial: float | None = None
+                 ) -> Path:
+    """Everything `rbc-ray analyse` does; returns OUT. Each best-response trial runs on br.device
+    and reserves one CPU and `gpus_per_trial` GPUs (a fraction: trials share a GPU; default 1 on
+    cuda, 0 on cpu). A failed trial restarts from its latest checkpoint up to `max_failures` times
+    (default: cluster.max_failures). `callbacks`: Tune callbacks (your own loggers)."""
     retries = max_failures_for(max_failures, address)
     types = list(types or AGENT_TYPES)
     inits = list(inits or INITS)
@@ -119,6 +128,8 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
         raise ConfigError(f"--resume: {Path(out).resolve()} holds no analysis to continue "
                           f"({Path(out) / 'tune' / NAME} is missing)")
     br = br_config(list(overrides), br_episodes, eval_episodes)
+    gpus = trial_gpus(br.device, gpus_per_trial, "br.device")
+    require_gpus(gpus, f"--gpus-per-trial {gpus:g}" if gpus_per_trial else f"br.device={br.device}", address)
     profiles = run_profiles(paths, checkpoints)
     if not profiles:
         raise ConfigError(f"no snapshots at --checkpoints {checkpoints!r} in {paths}")
@@ -129,7 +140,7 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
     print(f"rbc-ray: analysing {len(profiles)} profiles x {len(types)} types x {len(inits)} inits x "
           f"{br_seeds} seeds = {len(grid)} best-response trials; results go to {out_dir}", flush=True)
     init_ray(address)
-    trainable = tune.with_resources(analyse_trial, {"cpu": 1})
+    trainable = analysis_trainable(gpus)
     tune_dir = out_dir / "tune" / NAME
     if resume:
         tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=True)

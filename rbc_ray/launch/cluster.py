@@ -12,9 +12,11 @@ LOCAL_NODE_IP = "127.0.0.2"  # Ray rewrites 127.0.0.1 to the interface address; 
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Embedded local Ray by default; join an existing cluster with an address ("auto", "ray://..")."""
+    """Embedded local Ray by default; join an existing cluster with an address ("auto", "ray://..")
+    or, without one, the cluster RAY_ADDRESS names (set for the entrypoint of `ray job submit`)."""
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS") or None
     env = {"env_vars": {"OMP_NUM_THREADS": "1", "RAY_DEDUP_LOGS": "0"},
            "worker_process_setup_hook": "rbc_ray.launch.cluster.quiet_ray_worker_logs"}
     if address:

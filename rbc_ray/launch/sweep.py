@@ -22,23 +22,28 @@ from ..train.config import load_experiment
 from . import srl
 from .cluster import init_ray, max_failures as max_failures_for
 from .progress import Progress
+from .resources import require_gpus, trial_gpus
 from .train import run_config, trainable
 from .tune_spec import check_tune_spec, grid_points, grid_space, write_summary
 
 
 def run_sweep(config_path: str, overrides: list[str], out: str | None, address: str | None,
-              resume: bool = False, max_failures: int | None = None, callbacks: list = ()) -> Path:
+              resume: bool = False, max_failures: int | None = None, callbacks: list = (),
+              gpus_per_trial: float | None = None) -> Path:
     """The grid and seeds an experiment YAML declares, as Tune trials; returns OUT.
 
-    `resume` continues the sweep in OUT after its driver stopped (Tuner.restore): finished trials are
-    kept, unfinished ones continue from their latest checkpoint. A failed trial restarts from its
-    latest checkpoint up to `max_failures` times (default: cluster.max_failures). `callbacks`: more Tune
-    callbacks beside the progress lines."""
+    Each RBC trial reserves `gpus_per_trial` GPUs (a fraction: trials share a GPU; default 1 on
+    cuda, 0 on cpu). `resume` continues the sweep in OUT after its driver stopped (Tuner.restore):
+    finished trials are kept, unfinished ones continue from their latest checkpoint. A failed trial
+    restarts from its latest checkpoint up to `max_failures` times (default: cluster.max_failures).
+    `callbacks`: more Tune callbacks beside the progress lines."""
     retries = max_failures_for(max_failures, address)
     if resume and not out:
         raise ConfigError("--resume needs --out: the folder of the sweep to continue")
     raw = read_yaml(config_path)
     if "srl" in raw:
+        if gpus_per_trial:
+            raise ConfigError("--gpus-per-trial applies to RBC training sweeps; SRL trials run on one CPU each")
         name = srl.load_srl_sweep(raw, overrides)[0]
         out_dir = Path(out or f"results/{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
         print(f"rbc-ray: SRL sweep; results go to {out_dir}", flush=True)
@@ -55,8 +60,13 @@ def run_sweep(config_path: str, overrides: list[str], out: str | None, address: 
     # every swept or mutated key must be a valid override: fail before starting Ray
     points = grid_points(spec)
     for point in points or [{}]:
-        load_experiment(raw, overrides + [f"{k}={json.dumps(v)}" for k, v in point.items()]
-                        + [f"{k}={json.dumps(v[0])}" for k, v in mutations.items()])
+        trial_cfg, _ = load_experiment(raw, overrides + [f"{k}={json.dumps(v)}" for k, v in point.items()]
+                                       + [f"{k}={json.dumps(v[0])}" for k, v in mutations.items()])
+        if trial_cfg.train.device != experiment.train.device:
+            raise ConfigError("train.device cannot be a grid axis: every trial reserves the same resources")
+    gpus = trial_gpus(experiment.train.device, gpus_per_trial, "train.device")
+    require_gpus(gpus, f"--gpus-per-trial {gpus:g}" if gpus_per_trial else f"train.device={experiment.train.device}",
+                 address)
     name = experiment.name
     out_dir = Path(out or f"results/{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     print(f"rbc-ray: sweep of {max(len(points), 1)} trials; results go to {out_dir}", flush=True)
@@ -68,11 +78,11 @@ def run_sweep(config_path: str, overrides: list[str], out: str | None, address: 
     init_ray(address)
     scheduler = _pbt(spec)
     if resume:
-        tuner = tune.Tuner.restore(str(tune_dir), trainable(experiment, threads), resume_unfinished=True,
+        tuner = tune.Tuner.restore(str(tune_dir), trainable(threads, gpus), resume_unfinished=True,
                                    resume_errored=True)
     else:
         tuner = tune.Tuner(
-            trainable(experiment, threads),
+            trainable(threads, gpus),
             param_space={"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
                          "set": space, "snapshot_dir": str(out_dir / "trials"), "per_trial_snapshots": True},
             tune_config=tune.TuneConfig(max_concurrent_trials=spec.get("max_concurrent"),

@@ -23,16 +23,17 @@ from .progress import Progress
 from ..train.distributed import check_checkpoint
 from ..train.snapshots import SNAPSHOT_DIR
 from .ray_train import run_ray_train
+from .resources import check_ray_device, is_cuda, require_gpus, trial_gpus
 from .trainable import RBCTrainable
 
 def _raise_failure(error: BaseException, where: Path) -> None:
     raise TrainingFailed(f"training failed: {root_cause(error)} (Ray's full report: {where})")
 
 
-def trainable(experiment_cfg, cpus: int):
-    """RBCTrainable reserving `cpus` CPUs (the trial's torch threads) and a GPU on cuda."""
-    gpu = 1 if str(experiment_cfg.train.device).startswith("cuda") else 0
-    return tune.with_resources(RBCTrainable, {"cpu": cpus, "gpu": gpu})
+def trainable(cpus: int, gpus: float = 0.0):
+    """RBCTrainable reserving `cpus` CPUs (the trial's torch threads) and `gpus` GPUs (a fraction:
+    trials share a GPU; see launch/resources.py)."""
+    return tune.with_resources(RBCTrainable, {"cpu": cpus, "gpu": gpus})
 
 
 def run_config(out: Path, name: str, callbacks: list, stop: dict | None = None, max_failures: int = 0):
@@ -68,6 +69,8 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
     Tune callbacks (your own loggers) beside the progress lines."""
     retries = max_failures_for(max_failures, address)
     raw, experiment, out_dir = _prepare_train(config_path, overrides, out)
+    gpus = trial_gpus(experiment.train.device, None, "train.device")
+    require_gpus(gpus, f"train.device={experiment.train.device}", address)
     _write_config(out_dir, experiment)
     name = experiment.name
     print(f"rbc-ray: results go to {out_dir}", flush=True)
@@ -75,7 +78,7 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
     init_ray(address)
     param_space = {"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
                    "snapshot_dir": str(out_dir / SNAPSHOT_DIR)}
-    trial = trainable(experiment, threads)
+    trial = trainable(threads, gpus)
     tune_dir = out_dir / "tune" / name
     if resume and tune_dir.exists():
         tuner = tune.Tuner.restore(str(tune_dir), trial, resume_unfinished=True, resume_errored=True)
@@ -103,6 +106,10 @@ def run_train_data_parallel(config_path: str, overrides: list[str], out: str | N
     from it."""
     max_failures = max_failures_for(max_failures, address)
     _, experiment, out_dir = _prepare_train(config_path, overrides, out)
+    use_gpu = is_cuda(experiment.train.device)
+    check_ray_device(experiment.train.device, "train.device")
+    require_gpus(workers if use_gpu else 0, f"--workers {workers} with train.device=cuda (one GPU per worker)",
+                 address)
     run_dir = out_dir / "raytrain" / experiment.name
     if run_dir.exists() and not resume:
         raise ValueError(f"{run_dir} already holds a data-parallel run: pass --resume to continue it, "
@@ -118,7 +125,7 @@ def run_train_data_parallel(config_path: str, overrides: list[str], out: str | N
     init_ray(address)
     iterations = math.ceil(t.total_episodes / t.episodes_per_iteration)
     result = run_ray_train(experiment, workers, iterations, str(out_dir / "raytrain"), name=experiment.name,
-                           use_gpu=str(t.device).startswith("cuda"), torch_threads=max(1, int(t.torch_threads)),
+                           use_gpu=use_gpu, torch_threads=max(1, int(t.torch_threads)),
                            progress=True, max_failures=max_failures)
     if result.error:
         _raise_failure(result.error, out_dir / "raytrain" / experiment.name)

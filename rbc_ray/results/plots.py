@@ -76,3 +76,38 @@ def _panel(ax, x, y, title, marks) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("episodes")
     ax.grid(alpha=0.3)
+
+
+def plot_runs(runs: dict[str, dict], panels: list[tuple[str, str]], path: str | os.PathLike,
+              bands: dict[str, tuple[float, float]] | None = None, title: str = "") -> Path:
+    """Several runs' curves in one figure, one panel per metric (`runs`: label -> metrics columns
+    with an `episodes` column). `bands`: metric -> (low, high), shaded as a target range (the
+    paper's values). Returns the PNG's path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bands = bands or {}
+    cols = min(len(panels), 2)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels):
+        for name, data in runs.items():
+            if key in data:
+                ax.plot(data["episodes"], data[key], lw=1.2, label=name)
+        if key in bands:
+            low, high = bands[key]
+            if high > low:
+                ax.axhspan(low, high, color="tab:green", alpha=0.15, label="paper, end of training")
+            else:
+                ax.axhline(low, color="tab:green", ls="--", lw=1, label="paper, end of training")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("episodes")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

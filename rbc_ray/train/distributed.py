@@ -66,13 +66,16 @@ def worker_config(cfg: ExperimentConfig, rank: int) -> ExperimentConfig:
     return ExperimentConfig.from_dict(values)
 
 
-def data_parallel_trainer(cfg: ExperimentConfig, group: Any = None) -> Trainer:
+def data_parallel_trainer(cfg: ExperimentConfig, group: Any = None,
+                          device: str | torch.device | None = None) -> Trainer:
     """This worker's Trainer inside an initialised torch.distributed process group: its own envs,
-    rank 0's initial networks, gradients averaged over the group."""
+    rank 0's initial networks, gradients averaged over the group. `device`: this worker's own GPU
+    (one per worker, NCCL) when train.device is cuda; default train.device."""
     if not dist.is_available() or not dist.is_initialized():
         raise RuntimeError("data_parallel_trainer needs torch.distributed initialised "
                            "(torch.distributed.init_process_group, or a Ray Train worker)")
-    trainer = Trainer(worker_config(cfg, dist.get_rank(group)), grad_sync=average_gradients(group))
+    trainer = Trainer(worker_config(cfg, dist.get_rank(group)), grad_sync=average_gradients(group),
+                      device=device)
     broadcast_parameters(trainer, group=group)
     return trainer
 
@@ -135,13 +138,19 @@ def restore_worker_state(trainer: Trainer, folder: str | os.PathLike, rank: int,
 
 def _local_worker(rank: int, world: int, init_method: str, values: dict[str, Any], iterations: int,
                   out_dir: str, checkpoint_dir: str | None, resume_from: str | None) -> None:
-    """One process of `run_local`: join the gloo group, train, save metrics and networks."""
+    """One process of `run_local`: join the process group (gloo on CPU; NCCL on cuda, rank r on GPU
+    r), train, save metrics and networks."""
     torch.set_num_threads(1)
     if init_method.startswith("tcp://127."):  # keep gloo's own sockets on loopback too
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
+    device = None
+    if str(values["train"]["device"]).startswith("cuda"):
+        device = torch.device("cuda", rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device is not None else "gloo", init_method=init_method, rank=rank,
+                            world_size=world)
     try:
-        trainer = data_parallel_trainer(ExperimentConfig.from_dict(values))
+        trainer = data_parallel_trainer(ExperimentConfig.from_dict(values), device=device)
         metrics = restore_worker_state(trainer, resume_from, rank, world) if resume_from else []
         while trainer.iteration < iterations:
             metrics.append(dict(trainer.train_iteration()))
@@ -159,8 +168,9 @@ def run_local(cfg: ExperimentConfig, num_workers: int, iterations: int, host: st
               port: int | None = None, checkpoint_dir: str | None = None,
               resume_from: str | None = None) -> list[dict[str, Any]]:
     """Train `cfg` data-parallel in `num_workers` processes on this machine (gloo over `host`, no
-    Ray) until `iterations` iterations are done. Returns per rank {"rank", "metrics" (one dict per
-    iteration; rank 0's include those before a resume), "policies" (each type's state_dict)}.
+    Ray; with train.device=cuda, NCCL with worker r on GPU r) until `iterations` iterations are
+    done. Returns per rank {"rank", "metrics" (one dict per iteration; rank 0's include those before
+    a resume), "policies" (each type's state_dict)}.
     `checkpoint_dir`: write the final state there (the same files as a Ray Train checkpoint);
     `resume_from`: start from such a folder instead of from scratch."""
     import socket
@@ -169,6 +179,10 @@ def run_local(cfg: ExperimentConfig, num_workers: int, iterations: int, host: st
     import torch.multiprocessing as mp
 
     check_sizes(num_workers, iterations)
+    if str(cfg.train.device).startswith("cuda"):
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if have < num_workers:
+            raise ValueError(f"run_local on cuda puts one worker on each GPU: {num_workers} workers, {have} GPUs")
     if resume_from is not None:
         check_checkpoint(resume_from, num_workers)
     if port is None:

@@ -63,12 +63,15 @@ class TrainingDivergedError(RuntimeError):
 class Trainer:
     """Multi-agent PPO with one shared actor-critic per agent type, curricula as data."""
 
-    def __init__(self, cfg: ExperimentConfig | Mapping[str, Any], grad_sync: GradSync | None = None) -> None:
+    def __init__(self, cfg: ExperimentConfig | Mapping[str, Any], grad_sync: GradSync | None = None,
+                 device: str | torch.device | None = None) -> None:
+        """`device`: run here instead of on train.device (a data-parallel worker's own GPU); the
+        config, and so every checkpoint, keeps its train.device."""
         if not isinstance(cfg, ExperimentConfig):
             cfg = ExperimentConfig.from_dict(cfg)
         self.cfg = cfg
         t = cfg.train
-        self.device = torch.device(t.device)
+        self.device = torch.device(device if device is not None else t.device)
         if self.device.type == "cpu":
             torch.set_num_threads(t.torch_threads)
         self.dtype = torch.float64 if t.dtype == "float64" else torch.float32
