@@ -20,6 +20,7 @@ from ray import tune
 
 from ..config import ConfigError, apply_override, deprecated, plain, unknown_key
 from ..structural import MODELS, calibration, solve
+from .checks import check_resources
 from .cluster import init_ray
 from .tune_spec import check_tune_spec, grid_points, grid_space, write_summary
 
@@ -94,8 +95,10 @@ def run_sweep(raw: dict[str, Any], overrides: list[str], out_dir: Path, address:
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     init_ray(address)
+    resources = {"cpu": 1}
+    check_resources(resources, "an SRL trial", "the Ray cluster needs a CPU for it", address)
     tuner = tune.Tuner(
-        tune.with_resources(srl_trainable, {"cpu": 1}),
+        tune.with_resources(srl_trainable, resources),
         param_space={"srl": srl, "set": grid_space(spec)},
         tune_config=tune.TuneConfig(max_concurrent_trials=spec.get("max_concurrent")),
         run_config=tune.RunConfig(name=name, storage_path=str(out_dir / "tune"), verbose=0),

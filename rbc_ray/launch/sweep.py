@@ -20,6 +20,7 @@ from ..config import ConfigError, read_yaml
 from ..results import plot_training
 from ..train.config import load_experiment
 from . import srl
+from .checks import check_resources, requested
 from .cluster import init_ray
 from .progress import Progress
 from .train import run_config, trainable
@@ -54,9 +55,12 @@ def run_sweep(config_path: str, overrides: list[str], out: str | None, address: 
     print(f"rbc-ray: sweep of {max(len(points), 1)} trials; results go to {out_dir}", flush=True)
     threads = max(1, int(experiment.train.torch_threads))
     init_ray(address)
+    trial = trainable(experiment, threads)
+    check_resources(requested(trial), "a sweep trial", "lower train.torch_threads (one CPU per torch thread), or "
+                    "train.device=cpu where the cluster has no GPU", address)
     scheduler = _pbt(spec)
     tuner = tune.Tuner(
-        trainable(experiment, threads),
+        trial,
         param_space={"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
                      "set": space, "snapshot_dir": str(out_dir / "trials"), "per_trial_snapshots": True},
         tune_config=tune.TuneConfig(max_concurrent_trials=spec.get("max_concurrent"),
