@@ -1,4 +1,5 @@
-"""`rbc-ray`: train | sweep | analyse | srl | bench | plot. Bad input exits 2 with a one-line message.
+"""`rbc-ray`: train | sweep | analyse | srl | bench | plot. Bad input exits 2 with a one-line message
+(`rbc-ray --debug ...` shows the full traceback instead); a run that fails exits 1.
 
 Every command takes `--set KEY=VALUE` overrides in one syntax: a dotted key (`train.n_envs=8` for an
 experiment, `sd_z=0` for an SRL calibration) and a YAML value.
@@ -14,7 +15,18 @@ from typing import Sequence
 from .structural.config import MODELS
 
 
+def _check_experiment(args: argparse.Namespace) -> None:
+    """Validate an RBC experiment and its --set before importing Ray: bad input fails in a second."""
+    from .config import read_yaml
+    from .train.config import load_experiment
+
+    raw = read_yaml(args.config)
+    if "srl" not in raw:
+        load_experiment(raw, args.set)
+
+
 def _train(args: argparse.Namespace) -> int:
+    _check_experiment(args)
     from .launch.train import run_train, run_train_data_parallel
 
     if args.workers < 1:
@@ -30,6 +42,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    _check_experiment(args)
     from .launch.sweep import run_sweep
 
     run_sweep(args.config, args.set, args.out, args.address, resume=args.resume, max_failures=args.max_failures,
@@ -121,6 +134,8 @@ def _max_failures_option(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rbc-ray", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback (before the command: rbc-ray --debug train ...)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def experiment_args(p: argparse.ArgumentParser) -> None:
@@ -217,13 +232,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, KeyError, OSError) as err:  # bad input: a config, a flag, a file or a folder
+        if args.debug:
+            raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"rbc-ray {args.command}: error: {message}", file=sys.stderr)
+        print(f"rbc-ray {args.command}: error: {one_line(message)}", file=sys.stderr)
         return 2
     except (TrainingFailed, SRLDivergedError) as err:  # a run that failed (diverged): one line, exit 1
-        print(f"rbc-ray {args.command}: {err}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"rbc-ray {args.command}: {one_line(err)}", file=sys.stderr)
         return 1
+
+
+def one_line(message: object) -> str:
+    """A message on one line (a library's multi-line error joined with ' | ')."""
+    return " | ".join(line.strip() for line in str(message).splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 import warnings
@@ -30,6 +31,13 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
             data = yaml.safe_load(fh)
     except FileNotFoundError:
         raise ConfigError(f"experiment file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"experiment file {str(path)!r} is a folder, not a YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"experiment file {str(path)!r} cannot be read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"experiment file {str(path)!r} is not a text (UTF-8) YAML file: byte {err.start} "
+                          f"is {err.object[err.start:err.start + 1]!r}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -117,7 +125,13 @@ def coerce(key: str, hint: Any, value: Any) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an int too large for a float
+            raise ConfigError(f"{key} must be a finite number, got {value!r}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        return value
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")

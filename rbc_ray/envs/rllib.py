@@ -180,7 +180,11 @@ class RBCMultiAgentEnv(MultiAgentEnv):
             ok = False
         if not ok:
             for a in ids:  # slow path: find and name the offending agent
-                one = np.asarray(action_dict[a])
+                try:
+                    one = np.asarray(action_dict[a])
+                except (ValueError, TypeError):  # ragged nested lists
+                    raise ActionError(f"{a}: action must be {width} integer indices (space {self.action_spaces[a]}),"
+                                      f" got {action_dict[a]!r}") from None
                 if one.shape != (width,):
                     raise ActionError(f"{a}: action must have shape ({width},) (space {self.action_spaces[a]}),"
                                       f" got shape {one.shape}")

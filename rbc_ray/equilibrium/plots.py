@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..economy import AGENT_TYPES  # noqa: E402
+from ..results.io import atomic_path  # noqa: E402
 
 
 def plot_epsilon(rows: list[dict[str, Any]], path: str | Path) -> Path:
@@ -42,6 +43,7 @@ def plot_epsilon(rows: list[dict[str, Any]], path: str | Path) -> Path:
         axes[1][col].set_xlabel("checkpoint episode")
         axes[1][col].legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path

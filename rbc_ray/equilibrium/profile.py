@@ -15,6 +15,7 @@ from typing import Any
 from ..economy import AGENT_TYPES
 from ..train import ExperimentConfig
 from ..train.snapshots import SNAPSHOT_DIR, list_snapshots, load_snapshot
+from ..train.trainer import check_fits, policy_shapes
 from .config import BestResponseConfig
 
 
@@ -44,8 +45,13 @@ def load_profile(path: str | os.PathLike, run: str | None = None) -> Profile:
     missing = [k for k in AGENT_TYPES if k not in data["policies"]]
     if missing:
         raise ValueError(f"snapshot {str(path)!r} has no policy for {missing}")
+    try:
+        config = ExperimentConfig.from_dict(data["config"])
+    except ValueError as err:
+        raise ValueError(f"snapshot {str(path)!r} holds a config this version cannot read: {err}") from None
+    check_fits(data["policies"], policy_shapes(config), data["config"], config, f"snapshot {str(path)!r}")
     return Profile(run=str(run or Path(path).parent.parent), episode=int(data["episode"]),
-                   config=ExperimentConfig.from_dict(data["config"]), policies=data["policies"], path=str(path))
+                   config=config, policies=data["policies"], path=str(path))
 
 
 def snapshot_folders(path: str | os.PathLike) -> list[Path]:
@@ -55,6 +61,9 @@ def snapshot_folders(path: str | os.PathLike) -> list[Path]:
         raise ValueError(f"{str(path)!r} is not a folder: give a run or sweep folder (rbc-ray train/sweep --out)")
     if (path / SNAPSHOT_DIR).is_dir():
         return [path / SNAPSHOT_DIR]
+    if (path / "summary.json").is_file() and (path / "calibration.yaml").is_file():
+        raise ValueError(f"{str(path)!r} is an `rbc-ray srl` output folder (summary.json), not a training run: "
+                         "analyse reads the policy snapshots of rbc-ray train or sweep runs")
     trials = sorted(p / SNAPSHOT_DIR for p in (path / "trials").glob("*") if (p / SNAPSHOT_DIR).is_dir())
     if trials:
         return trials

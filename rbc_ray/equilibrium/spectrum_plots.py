@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..results.io import atomic_path  # noqa: E402
+
 MARKERS = {"no significant gain": "o", "not an equilibrium": "X", "not analysed": "s"}
 """marker of each verdict kind on the map"""
 
@@ -86,7 +88,8 @@ def plot_spectrum(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike,
     fig.suptitle(f"spectrum of equilibria: {len(rows)} profiles, {len(groups)} groups, silhouette "
                  + ("n/a" if math.isnan(sil) else f"{sil:.2f}"))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -117,6 +120,7 @@ def plot_intuition(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -
     for ax in list(axes.flat)[len(rows):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path

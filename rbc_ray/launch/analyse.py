@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import torch
 from ray import tune
 
@@ -31,7 +30,9 @@ from ..equilibrium.epsilon import across_seeds, epsilon_rows, verdicts
 from ..equilibrium.intuition import intuition_report
 from ..equilibrium.plots import plot_epsilon
 from ..equilibrium.spectrum import epsilon_from_verdicts, spectrum_report
-from ..results import write_rows
+from ..equilibrium.profile import best_response_experiment
+from ..results import atomic_path, read_table, write_rows
+from .checks import check_resources
 from .cluster import init_ray, max_failures as max_failures_for
 from .failures import TrainingFailed
 from .resources import require_gpus, trial_gpus
@@ -59,9 +60,10 @@ def analyse_trial(config: dict[str, Any]) -> None:
 
     def report(row: dict[str, float], candidate, state: dict[str, Any]) -> None:
         with tempfile.TemporaryDirectory() as folder:
-            torch.save({"type": kind, "episode": candidate.episode, "policy": candidate.policy},
-                       Path(folder) / "deviation.pt")
-            torch.save(state, Path(folder) / "progress.pt")
+            with atomic_path(Path(folder) / "deviation.pt") as tmp:
+                torch.save({"type": kind, "episode": candidate.episode, "policy": candidate.policy}, tmp)
+            with atomic_path(Path(folder) / "progress.pt") as tmp:
+                torch.save(state, tmp)
             tune.report({**row, "done_trial": 0}, checkpoint=tune.Checkpoint.from_directory(folder))
 
     result = best_response(profile, kind, init, seed, br, alpha=float(config["alpha"]), report=report,
@@ -79,7 +81,7 @@ def _swept_values(run: Path) -> str:
     summary = run.parent.parent / "summary.parquet"
     if run.parent.name != "trials" or not summary.exists():
         return "{}"
-    for row in pq.read_table(summary).to_pylist():
+    for row in read_table(summary).to_pylist():
         if row.get("trial_id") == run.name:
             return json.dumps({k[4:]: json.loads(v) for k, v in row.items() if k.startswith("set.") and v},
                               sort_keys=True)
@@ -133,15 +135,23 @@ def run_analysis(paths: list[str], checkpoints: str = "end", types: list[str] | 
     profiles = run_profiles(paths, checkpoints)
     if not profiles:
         raise ConfigError(f"no snapshots at --checkpoints {checkpoints!r} in {paths}")
+    for profile in profiles:  # the br: settings must make a valid experiment of every profile: fail before Ray
+        for kind in types:
+            try:
+                best_response_experiment(profile, kind, br, seed=0)
+            except ConfigError as err:
+                raise ConfigError(f"the br: settings do not fit profile {profile.name}: {err}") from None
     out_dir = Path(out or f"results/analyse-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    tune_dir = out_dir / "tune" / NAME
     out_dir.mkdir(parents=True, exist_ok=True)
     grid = [{"profile_path": p.path, "run": p.run, "swept": _swept_values(Path(p.run)), "type": k, "init": i,
              "seed": s} for p in profiles for k in types for i in inits for s in range(br_seeds)]
     print(f"rbc-ray: analysing {len(profiles)} profiles x {len(types)} types x {len(inits)} inits x "
           f"{br_seeds} seeds = {len(grid)} best-response trials; results go to {out_dir}", flush=True)
     init_ray(address)
+    check_resources({"cpu": 1, "gpu": gpus}, "a best-response trial",
+                    "the Ray cluster needs a CPU (and the GPU share asked for) for it", address)
     trainable = analysis_trainable(gpus)
-    tune_dir = out_dir / "tune" / NAME
     if resume:
         tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=True)
     else:

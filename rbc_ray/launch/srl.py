@@ -20,6 +20,7 @@ from ray import tune
 
 from ..config import ConfigError, apply_override, deprecated, plain, unknown_key
 from ..structural import MODELS, calibration, solve
+from .checks import check_resources
 from .cluster import init_ray
 from .tune_spec import check_tune_spec, grid_points, grid_space, write_summary
 
@@ -100,7 +101,9 @@ def run_sweep(raw: dict[str, Any], overrides: list[str], out_dir: Path, address:
         raise ConfigError(f"--resume: {out_dir} holds no SRL sweep named {name!r} ({tune_dir} is missing)")
     out_dir.mkdir(parents=True, exist_ok=True)
     init_ray(address)
-    trainable = tune.with_resources(srl_trainable, {"cpu": 1})
+    resources = {"cpu": 1}
+    check_resources(resources, "an SRL trial", "the Ray cluster needs a CPU for it", address)
+    trainable = tune.with_resources(srl_trainable, resources)
     if resume:
         tuner = tune.Tuner.restore(str(tune_dir), trainable, resume_unfinished=True, resume_errored=True)
     else:

@@ -20,6 +20,7 @@ from ..config import ConfigError, read_yaml
 from ..results import plot_training
 from ..train.config import load_experiment
 from . import srl
+from .checks import check_resources, requested
 from .cluster import init_ray, max_failures as max_failures_for
 from .progress import Progress
 from .resources import require_gpus, trial_gpus
@@ -76,13 +77,15 @@ def run_sweep(config_path: str, overrides: list[str], out: str | None, address: 
         raise ConfigError(f"--resume: {out_dir} holds no sweep named {name!r} ({tune_dir} is missing)")
     out_dir.mkdir(parents=True, exist_ok=True)
     init_ray(address)
+    trial = trainable(threads, gpus)
+    check_resources(requested(trial), "a sweep trial", "lower train.torch_threads (one CPU per torch thread), or "
+                    "train.device=cpu where the cluster has no GPU", address)
     scheduler = _pbt(spec)
     if resume:
-        tuner = tune.Tuner.restore(str(tune_dir), trainable(threads, gpus), resume_unfinished=True,
-                                   resume_errored=True)
+        tuner = tune.Tuner.restore(str(tune_dir), trial, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
-            trainable(threads, gpus),
+            trial,
             param_space={"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
                          "set": space, "snapshot_dir": str(out_dir / "trials"), "per_trial_snapshots": True},
             tune_config=tune.TuneConfig(max_concurrent_trials=spec.get("max_concurrent"),

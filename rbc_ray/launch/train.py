@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import yaml
 from ray import tune
 
 from ..config import read_yaml
-from ..results import plot_training
-from ..train.config import load_experiment
+from ..results import atomic_path, plot_training
+from ..train.config import load_experiment, never_training
+from .checks import check_resources, check_resume, requested
 from .cluster import init_ray, max_failures as max_failures_for
 from .failures import TrainingFailed, root_cause
 from .progress import Progress
@@ -57,9 +59,12 @@ def _prepare_train(config_path: str, overrides: list[str], out: str | None):
 
 
 def _write_config(out_dir: Path, experiment) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "config.yaml", "w") as fh:
+    """OUT/config.yaml, as the run starts; a one-line warning for each type whose curriculum start
+    comes after the run's last episode."""
+    with atomic_path(out_dir / "config.yaml") as tmp, open(tmp, "w") as fh:
         yaml.safe_dump(experiment.to_dict(), fh, sort_keys=False)
+    for note in never_training(experiment, frozen=False):
+        print(f"rbc-ray: warning: {note}", file=sys.stderr, flush=True)
 
 
 def run_train(config_path: str, overrides: list[str], out: str | None, address: str | None,
@@ -71,15 +76,19 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
     raw, experiment, out_dir = _prepare_train(config_path, overrides, out)
     gpus = trial_gpus(experiment.train.device, None, "train.device")
     require_gpus(gpus, f"train.device={experiment.train.device}", address)
-    _write_config(out_dir, experiment)
     name = experiment.name
+    tune_dir = out_dir / "tune" / name
+    if resume:
+        check_resume(out_dir, tune_dir, experiment)
+    _write_config(out_dir, experiment)
     print(f"rbc-ray: results go to {out_dir}", flush=True)
     threads = max(1, int(experiment.train.torch_threads))
     init_ray(address)
     param_space = {"experiment": raw, "overrides": list(overrides), "torch_threads": threads,
                    "snapshot_dir": str(out_dir / SNAPSHOT_DIR)}
     trial = trainable(threads, gpus)
-    tune_dir = out_dir / "tune" / name
+    check_resources(requested(trial), "the training trial", "lower train.torch_threads (one CPU per torch "
+                    "thread), or train.device=cpu where the cluster has no GPU", address)
     if resume and tune_dir.exists():
         tuner = tune.Tuner.restore(str(tune_dir), trial, resume_unfinished=True, resume_errored=True)
     else:
@@ -114,15 +123,22 @@ def run_train_data_parallel(config_path: str, overrides: list[str], out: str | N
     if run_dir.exists() and not resume:
         raise ValueError(f"{run_dir} already holds a data-parallel run: pass --resume to continue it, "
                          f"or choose another --out")
+    if resume and not run_dir.is_dir():
+        raise ValueError(f"--resume: {out_dir} holds no data-parallel run of {experiment.name!r} to continue "
+                         f"(no {run_dir}); drop --resume to start one")
     checkpoints = sorted((p for p in run_dir.glob("checkpoint_*") if p.is_dir()),
                          key=lambda p: p.stat().st_mtime) if resume else []
-    if checkpoints:  # Ray Train restores the latest; check it fits this worker count before starting
-        check_checkpoint(checkpoints[-1], workers)
+    if checkpoints:  # Ray Train restores the latest; check it fits this worker count and economy first
+        check_checkpoint(checkpoints[-1], workers, experiment)
     _write_config(out_dir, experiment)
     t = experiment.train
     print(f"rbc-ray: results go to {out_dir} ({workers} data-parallel workers"
           f"{', resuming ' + checkpoints[-1].name if checkpoints else ''})", flush=True)
     init_ray(address)
+    threads = max(1, int(t.torch_threads))
+    check_resources({"CPU": workers * threads, "GPU": workers if use_gpu else 0}, f"data-parallel training on {workers} workers",
+                    "fewer --workers or a lower train.torch_threads (each worker reserves one CPU per thread)",
+                    address)
     iterations = math.ceil(t.total_episodes / t.episodes_per_iteration)
     result = run_ray_train(experiment, workers, iterations, str(out_dir / "raytrain"), name=experiment.name,
                            use_gpu=use_gpu, torch_threads=max(1, int(t.torch_threads)),
@@ -131,7 +147,8 @@ def run_train_data_parallel(config_path: str, overrides: list[str], out: str | N
         _raise_failure(result.error, out_dir / "raytrain" / experiment.name)
     with result.checkpoint.as_directory() as d:
         for name in ("metrics.parquet", "policies.pt"):
-            shutil.copy(Path(d) / name, out_dir / name)
+            with atomic_path(out_dir / name) as tmp:
+                shutil.copyfile(Path(d) / name, tmp)
     plots = plot_training(out_dir)
     print(f"rbc-ray: metrics {out_dir / 'metrics.parquet'}; plots {plots[0].parent}; "
           f"networks {out_dir / 'policies.pt'}", flush=True)

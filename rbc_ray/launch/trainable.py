@@ -18,8 +18,10 @@ import torch
 import yaml
 from ray import tune
 
+from ..results import atomic_path
 from ..train import Trainer, load_experiment
-from ..train.snapshots import SNAPSHOT_DIR, due, write_snapshot
+from ..train.snapshots import SNAPSHOT_DIR, due, read_torch_file, write_snapshot
+from ..train.trainer import check_finite_networks
 
 
 def overrides_from(config: dict[str, Any]) -> list[str]:
@@ -56,12 +58,15 @@ class RBCTrainable(tune.Trainable):
         return metrics
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
-        torch.save({**self.trainer.state_dict(), "last_metrics": self.last_metrics}, Path(checkpoint_dir) / "trainer.pt")
-        with open(Path(checkpoint_dir) / "config.yaml", "w") as fh:
+        state = {**self.trainer.state_dict(), "last_metrics": self.last_metrics}
+        check_finite_networks(state["policies"], "checkpoint")  # never checkpoint a diverged network
+        with atomic_path(Path(checkpoint_dir) / "trainer.pt") as tmp:
+            torch.save(state, tmp)
+        with atomic_path(Path(checkpoint_dir) / "config.yaml") as tmp, open(tmp, "w") as fh:
             yaml.safe_dump(self.experiment.to_dict(), fh, sort_keys=False)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
-        state = torch.load(Path(checkpoint_dir) / "trainer.pt", map_location="cpu", weights_only=False)
+        state = read_torch_file(Path(checkpoint_dir) / "trainer.pt")
         self.trainer.load_state_dict(state)
         self.last_metrics = dict(state.get("last_metrics") or {})
 

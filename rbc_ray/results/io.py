@@ -1,16 +1,54 @@
-"""Parquet metrics: one row per training iteration, in OUT/metrics.parquet (pyarrow)."""
+"""Results files: Parquet metrics (one row per training iteration, OUT/metrics.parquet), tables of
+rows, and `atomic_path`, through which every results file of rbc-ray is written.
+
+Atomic writes: a file is written under a temporary name in its own folder and renamed over the
+target (`os.replace`, atomic on POSIX and Windows), so a writer killed mid-write leaves the previous
+complete file (or none), never a truncated one; a reader always sees the last complete version.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 METRICS_FILE = "metrics.parquet"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed over `path` when the block ends without an
+    error (removed when it raises). The suffix is kept, so `fig.savefig(tmp)` still picks PNG.
+
+        with atomic_path(out / "policies.pt") as tmp:
+            torch.save(state, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_table(path: str | os.PathLike) -> pa.Table:
+    """A Parquet file as a table; a missing, truncated or foreign file is one ValueError naming it."""
+    path = Path(path)
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{str(path)!r} does not exist") from None
+    except (pa.ArrowException, OSError, ValueError) as err:
+        reason = " ".join(str(err).split())
+        raise ValueError(f"{str(path)!r} is not a readable Parquet file (truncated or corrupted?): {reason}") from None
 
 
 def load(out: str | os.PathLike) -> pa.Table:
@@ -19,8 +57,11 @@ def load(out: str | os.PathLike) -> pa.Table:
     if path.is_dir():
         path = path / METRICS_FILE
     if not path.exists():
+        if (path.parent / "summary.json").exists() and (path.parent / "calibration.yaml").exists():
+            raise FileNotFoundError(f"{str(path.parent)!r} is an `rbc-ray srl` output folder (summary.json), not a "
+                                    "training run: its plots are already there")
         raise FileNotFoundError(f"no metrics at {path}: is it the folder `rbc-ray train --out` printed?")
-    return pq.read_table(path)
+    return read_table(path)
 
 
 def _scalar(value: Any) -> Any:
@@ -48,7 +89,7 @@ class MetricsWriter:
         self.columns = columns
         self.rows: list[dict[str, Any]] = []
         if self.path.exists():
-            self.rows = pq.read_table(self.path).to_pylist()
+            self.rows = read_table(self.path).to_pylist()
 
     def append(self, metrics: Mapping[str, Any]) -> None:
         row = {k: _scalar(v) for k, v in metrics.items()
@@ -65,9 +106,8 @@ class MetricsWriter:
         for r in self.rows:
             names.extend(k for k in r if k not in names)
         table = pa.table({k: [_fill(r.get(k)) for r in self.rows] for k in names})
-        tmp = self.path.with_suffix(".parquet.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            pq.write_table(table, tmp)
 
 
 def _fill(value: Any) -> Any:
@@ -93,8 +133,6 @@ def rows_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 def write_rows(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """Rows (dicts) as one Parquet file, written to a temporary name and renamed (never half-written)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(rows_table(rows), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(rows_table(rows), tmp)
     return path

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .io import load  # noqa: E402
+from .io import atomic_path, load  # noqa: E402
 
 PANELS = [
     ("reward_consumer", "consumer reward (per agent-step)"),
@@ -56,16 +56,21 @@ def plot_training(out: str | os.PathLike) -> list[Path]:
     fig.suptitle(f"training curves: {Path(out).name}")
     fig.tight_layout()
     written.append(folder / "training.png")
-    fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
+    _save(fig, written[-1])
     for key, title in panels:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         _panel(ax, x, cols[key], title, marks)
         fig.tight_layout()
         written.append(folder / f"{key}.png")
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
+        _save(fig, written[-1])
     return written
+
+
+def _save(fig, path: Path) -> None:
+    """PNG via a temporary name (`atomic_path`): a reader never sees half a plot."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
 
 
 def _panel(ax, x, y, title, marks) -> None:

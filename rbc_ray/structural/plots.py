@@ -11,11 +11,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from ..results.io import atomic_path  # noqa: E402
+
 
 def _save(fig, out_dir: str, name: str) -> str:
     p = os.path.join(out_dir, name)
     fig.tight_layout()
-    fig.savefig(p, dpi=110)
+    with atomic_path(p) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return p
 

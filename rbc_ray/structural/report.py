@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..results.io import atomic_path
 from . import diagnostics
 from .config import as_dict
 
@@ -60,25 +61,29 @@ def write_outputs(result: Any, out_dir: str, plots: bool = True, irf: bool = Tru
         files[name] = os.path.join(out_dir, name)
         return files[name]
 
-    with open(path("summary.json"), "w") as f:
+    def write_table(columns: dict[str, list], name: str) -> None:
+        with atomic_path(path(name)) as tmp:
+            pq.write_table(_table(columns), tmp)
+
+    with atomic_path(path("summary.json")) as tmp, open(tmp, "w") as f:
         json.dump(result.summary(), f, indent=2, default=float)
-    with open(path("calibration.yaml"), "w") as f:
+    with atomic_path(path("calibration.yaml")) as tmp, open(tmp, "w") as f:
         yaml.safe_dump({"model": result.model, **as_dict(result.calibration)}, f, sort_keys=False)
-    pq.write_table(_table(result.log.as_columns()), path("convergence.parquet"))
+    write_table(result.log.as_columns(), "convergence.parquet")
     T, N = result.paths["r"].shape
     cols: dict[str, list] = {"t": [t for t in range(T) for _ in range(N)],
                              "path": [n for _ in range(T) for n in range(N)]}
     for k, v in result.paths.items():
         if v.dim() == 2:
             cols[k] = v.double().flatten().tolist()
-    pq.write_table(_table(cols), path("paths.parquet"))
+    write_table(cols, "paths.parquet")
     mom = diagnostics.moments(result.paths)
     wealth = diagnostics.wealth_stats(result.solver, result.state)
     rows = {"series": list(mom) + list(wealth),
             "mean": [mom[k]["mean"] for k in mom] + list(wealth.values()),
             "sd": [mom[k]["sd"] for k in mom] + [float("nan")] * len(wealth),
             "autocorr": [mom[k]["autocorr"] for k in mom] + [float("nan")] * len(wealth)}
-    pq.write_table(_table(rows), path("moments.parquet"))
+    write_table(rows, "moments.parquet")
     responses = impulse_response(result) if irf else {}
     if responses:
         ir = {"t": [], "series": [], "response": []}
@@ -86,7 +91,7 @@ def write_outputs(result: Any, out_dir: str, plots: bool = True, irf: bool = Tru
             ir["t"] += list(range(v.numel()))
             ir["series"] += [k] * v.numel()
             ir["response"] += v.tolist()
-        pq.write_table(_table(ir), path("irf.parquet"))
+        write_table(ir, "irf.parquet")
     if plots:
         from . import plots as plotting
         files.update(plotting.all_plots(result, responses, out_dir))

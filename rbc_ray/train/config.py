@@ -214,3 +214,27 @@ def validate(cfg: ExperimentConfig) -> None:
         need(0.0 <= a.gae_lambda <= 1.0, f"{p}.gae_lambda", a.gae_lambda, "must lie in [0, 1]")
         need(a.returns in ("rtg", "gae"), f"{p}.returns", a.returns, "'rtg' or 'gae'")
     cfg.curriculum.validate()
+    if len(never_training(cfg)) == len(AGENT_TYPES):
+        raise ConfigError(f"no agent type would ever train: {'; '.join(never_training(cfg))}")
+
+
+def last_episode(cfg: ExperimentConfig) -> int:
+    """The last episode a full run plays (whole iterations: total_episodes rounded up)."""
+    t = cfg.train
+    return math.ceil(t.total_episodes / t.episodes_per_iteration) * t.episodes_per_iteration - 1
+
+
+def never_training(cfg: ExperimentConfig, frozen: bool = True) -> list[str]:
+    """One line per agent type that acts but never updates in a full run: starting after the run's last
+    episode (curriculum.<type>_start / compress), or (with `frozen`) listed in train.frozen."""
+    c, out = cfg.curriculum, []
+    for kind in AGENT_TYPES:
+        start = getattr(c, f"{kind}_start") / c.compress
+        if kind in cfg.train.frozen:
+            if frozen:
+                out.append(f"{kind} is in train.frozen")
+        elif start > last_episode(cfg):
+            out.append(f"{kind} starts at episode {start:g} (curriculum.{kind}_start={getattr(c, f'{kind}_start'):g}"
+                       f" / curriculum.compress={c.compress:g}), after the run's last episode {last_episode(cfg)} "
+                       f"(train.total_episodes={cfg.train.total_episodes})")
+    return out

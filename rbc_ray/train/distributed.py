@@ -19,10 +19,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..results import MetricsWriter
+from ..results import MetricsWriter, atomic_path
 from .config import ExperimentConfig
 from .ppo import GradSync
-from .trainer import Trainer
+from .snapshots import read_torch_file
+from .trainer import Trainer, check_finite_networks, check_fits, policy_shapes
 
 SEED_STRIDE = 1000
 """Worker `rank` steps envs seeded `train.seed + SEED_STRIDE * rank` (rank 0 keeps the config's seed)."""
@@ -101,18 +102,22 @@ def save_worker_state(trainer: Trainer, rows: list[dict[str, Any]], folder: str 
     curriculum position, its own RNG streams) as trainer_rank{rank}.pt; rank 0 adds the networks
     alone (policies.pt) and every iteration's metrics so far (metrics.parquet)."""
     folder = Path(folder)
-    torch.save(trainer.state_dict(), folder / _rank_file(rank))
+    policies = {kind: net.state_dict() for kind, net in trainer.policies.items()}
+    check_finite_networks(policies, "checkpoint")
+    with atomic_path(folder / _rank_file(rank)) as tmp:
+        torch.save(trainer.state_dict(), tmp)
     if rank == 0:
-        policies = {kind: net.state_dict() for kind, net in trainer.policies.items()}
-        torch.save({"policies": policies, "config": trainer.cfg.to_dict()}, folder / "policies.pt")
+        with atomic_path(folder / "policies.pt") as tmp:
+            torch.save({"policies": policies, "config": trainer.cfg.to_dict()}, tmp)
         (folder / "metrics.parquet").unlink(missing_ok=True)  # the table is rows, not rows appended to it
         writer = MetricsWriter(folder)
         for row in rows:
             writer.append(row)
 
 
-def check_checkpoint(folder: str | os.PathLike, world: int) -> None:
-    """A clear error unless `folder` is a data-parallel checkpoint written by `world` workers."""
+def check_checkpoint(folder: str | os.PathLike, world: int, cfg: ExperimentConfig | None = None) -> None:
+    """A clear error unless `folder` is a data-parallel checkpoint written by `world` workers (and,
+    given `cfg`, one whose rank-0 state reads and fits the networks `cfg` builds)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"checkpoint folder {str(folder)!r} does not exist")
@@ -122,6 +127,12 @@ def check_checkpoint(folder: str | os.PathLike, world: int) -> None:
     if written != {_rank_file(r) for r in range(world)}:
         raise ValueError(f"checkpoint {str(folder)!r} was written by {len(written)} data-parallel workers; "
                          f"resume it with {len(written)} workers (--workers {len(written)}), not {world}")
+    if cfg is not None:
+        state = read_torch_file(folder / _rank_file(0))
+        if not isinstance(state, dict):
+            raise ValueError(f"{str(folder / _rank_file(0))!r} is not a trainer checkpoint")
+        check_fits(state.get("policies"), policy_shapes(cfg), state.get("config"), cfg,
+                   f"checkpoint {str(folder)!r}")
 
 
 def restore_worker_state(trainer: Trainer, folder: str | os.PathLike, rank: int, world: int) -> list[dict[str, Any]]:
@@ -131,7 +142,7 @@ def restore_worker_state(trainer: Trainer, folder: str | os.PathLike, rank: int,
 
     folder = Path(folder)
     check_checkpoint(folder, world)
-    trainer.load_state_dict(torch.load(folder / _rank_file(rank), map_location="cpu", weights_only=False))
+    trainer.load_state_dict(read_torch_file(folder / _rank_file(rank)))
     metrics = folder / "metrics.parquet"
     return pq.read_table(metrics).to_pylist() if rank == 0 and metrics.exists() else []
 
@@ -159,7 +170,8 @@ def _local_worker(rank: int, world: int, init_method: str, values: dict[str, Any
             save_worker_state(trainer, metrics, checkpoint_dir, rank)
         policies = {kind: {k: v.detach().cpu() for k, v in net.state_dict().items()}
                     for kind, net in trainer.policies.items()}
-        torch.save({"rank": rank, "metrics": metrics, "policies": policies}, f"{out_dir}/rank{rank}.pt")
+        with atomic_path(f"{out_dir}/rank{rank}.pt") as tmp:
+            torch.save({"rank": rank, "metrics": metrics, "policies": policies}, tmp)
     finally:
         dist.destroy_process_group()
 

@@ -4,7 +4,8 @@ A snapshot is a few hundred KB (networks only: no optimiser, no RNG), written ev
 `train.snapshot_every` episodes into SNAPSHOT_DIR/episode_00001200.pt and never rotated away, so the
 profiles of a run, mid-training as well as at the end, can be analysed after it has finished
 (rbc_ray.equilibrium). Files are written to a temporary name and renamed: a reader never sees half
-a snapshot.
+a snapshot. A network holding NaN or inf is never written (TrainingDivergedError): the last good
+snapshot stays the newest one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..results.io import atomic_path
+from .trainer import check_finite_networks
 
 SNAPSHOT_DIR = "snapshots"
 _NAME = re.compile(r"^episode_(\d+)\.pt$")
@@ -29,13 +33,13 @@ def snapshot(trainer: Any) -> dict[str, Any]:
 
 
 def write_snapshot(trainer: Any, folder: str | os.PathLike) -> Path:
-    """Write the trainer's snapshot as FOLDER/episode_<episode>.pt (atomically); returns its path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"episode_{int(trainer.episode):08d}.pt"
-    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-    torch.save(snapshot(trainer), tmp)
-    os.replace(tmp, path)
+    """Write the trainer's snapshot as FOLDER/episode_<episode>.pt (atomically); returns its path.
+    Networks with NaN or inf are refused (TrainingDivergedError), before anything is written."""
+    path = Path(folder) / f"episode_{int(trainer.episode):08d}.pt"
+    data = snapshot(trainer)
+    check_finite_networks(data["policies"], f"snapshot {path.name}")
+    with atomic_path(path) as tmp:
+        torch.save(data, tmp)
     return path
 
 
@@ -59,10 +63,22 @@ def load_snapshot(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"snapshot {str(path)!r} does not exist")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # truncated or not a torch file
-        raise ValueError(f"snapshot {str(path)!r} cannot be read ({type(err).__name__}: {err})") from None
+    data = read_torch_file(path, "snapshot")
     if not isinstance(data, dict) or not {"episode", "config", "policies"} <= set(data):
         raise ValueError(f"{str(path)!r} is not a policy snapshot (no episode/config/policies)")
     return data
+
+
+def read_torch_file(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """torch.load on the CPU; a missing, truncated or foreign file is one ValueError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated, corrupted or not a torch file
+        reason = " ".join(str(err).split())
+        if len(reason) > 160:
+            reason = reason[:157] + "..."
+        raise ValueError(f"{what} {str(path)!r} cannot be read, truncated or corrupted? "
+                         f"({type(err).__name__}: {reason})") from None

@@ -60,6 +60,69 @@ class TrainingDivergedError(RuntimeError):
     """NaN or inf in a reward, a loss or a parameter; the message names type, quantity and position."""
 
 
+def policy_shapes(cfg: ExperimentConfig) -> dict[str, dict[str, tuple[int, ...]]]:
+    """{type: {parameter: shape}} of the networks `cfg` builds (made on the CPU; the global RNG is
+    left as it was)."""
+    econ = cfg.economy_config
+    sizes, nvec = obs_sizes(econ), action_nvec(econ)
+    with torch.random.fork_rng(devices=[]):
+        return {kind: {k: tuple(v.shape) for k, v in ActorCritic(
+            sizes["global"], sizes[kind] - sizes["global"], nvec[kind], cfg.agent(kind).hidden).state_dict().items()}
+            for kind in AGENT_TYPES}
+
+
+def check_fits(policies: Mapping[str, Mapping[str, torch.Tensor]], shapes: Mapping[str, Mapping[str, tuple]],
+               saved_config: Any, cfg: ExperimentConfig, what: str) -> None:
+    """A one-line ValueError unless every type's saved network has the shapes this run's networks
+    have (a checkpoint of another economy: other firm counts, grids or hidden widths; networks are
+    shared by the agents of a type, so the number of consumers does not change them)."""
+    for kind in AGENT_TYPES:
+        if not isinstance(policies, Mapping) or kind not in policies:
+            raise ValueError(f"{what} holds no {kind} network")
+        got = {k: tuple(v.shape) for k, v in policies[kind].items()}
+        if got == dict(shapes[kind]):
+            continue
+        diffs = _config_differences(saved_config, cfg)
+        if not diffs:
+            bad = next((k for k in shapes[kind] if got.get(k) != tuple(shapes[kind][k])), next(iter(got), "?"))
+            diffs = [f"the {kind} network's {bad} is {list(got.get(bad, ()))} there, "
+                     f"{list(shapes[kind].get(bad, ()))} here"]
+        more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+        raise ValueError(f"{what} was made for another economy or network: {'; '.join(diffs[:3])}{more}")
+
+
+def _config_differences(saved: Any, cfg: ExperimentConfig) -> list[str]:
+    """'key is A there, B here' for the economy keys and network widths that differ (counts first)."""
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("economy"), Mapping):
+        return []
+    here = cfg.to_dict()
+    pairs = [(f"economy.{k}", saved["economy"].get(k), here["economy"].get(k))
+             for k in sorted(here["economy"], key=lambda k: (k not in ("n_consumers", "n_firms"), k))]
+    pairs += [(f"policies.{kind}.hidden", ((saved.get("policies") or {}).get(kind) or {}).get("hidden"),
+               here["policies"][kind]["hidden"]) for kind in AGENT_TYPES]
+
+    def short(v: Any) -> str:
+        text = repr(list(v) if isinstance(v, tuple) else v)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return [f"{key} is {short(a)} there, {short(b)} here" for key, a, b in pairs
+            if a is not None and _as_list(a) != _as_list(b)]
+
+
+def _as_list(v: Any) -> Any:
+    return list(v) if isinstance(v, (list, tuple)) else v
+
+
+def check_finite_networks(policies: Mapping[str, Mapping[str, torch.Tensor]], what: str) -> None:
+    """TrainingDivergedError naming the type and parameter if any network holds NaN or inf (so a
+    diverged network is never written over the last good snapshot or checkpoint)."""
+    for kind, state in policies.items():
+        for name, value in state.items():
+            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise TrainingDivergedError(f"{kind} parameter {name} is not finite: {what} not written "
+                                            "(the last good one is kept)")
+
+
 class Trainer:
     """Multi-agent PPO with one shared actor-critic per agent type, curricula as data."""
 
@@ -275,7 +338,10 @@ class Trainer:
     def load_state_dict(self, sd: Mapping[str, Any]) -> None:
         """Restore a state_dict. Learning rates stay those of this trainer's optimisers (its config's,
         or what a PBT reset_config set on them before the restore); everything else, including every
-        RNG, comes from the checkpoint."""
+        RNG, comes from the checkpoint. Networks of another shape (another economy's firm count or
+        grids, other hidden widths) are a one-line ValueError saying which keys differ."""
+        check_fits(sd.get("policies"), {k: {n: tuple(v.shape) for n, v in net.state_dict().items()}
+                                        for k, net in self.policies.items()}, sd.get("config"), self.cfg, "checkpoint")
         for kind in AGENT_TYPES:
             lrs = [group["lr"] for group in self.optimizers[kind].param_groups]
             self.policies[kind].load_state_dict(sd["policies"][kind])
