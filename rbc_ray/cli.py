@@ -85,7 +85,14 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.what == "train":
         from .bench.train import bench_train
 
-        result = bench_train(quick=args.quick, device=args.device)
+        result = bench_train(quick=args.quick, device=args.device,
+                             compile=False if args.compile == "auto" else _COMPILE[args.compile])
+    elif args.what == "scale":
+        from .bench.scale import bench_scale
+
+        if args.envs and len(args.envs) > 1:
+            raise ValueError("scale bench: --envs takes one env count (the same for every case)")
+        result = bench_scale(quick=args.quick, device=args.device, n_envs=args.envs[0] if args.envs else None)
     else:
         from .bench.srl import bench_srl
         from .config import parse_overrides
@@ -203,16 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_srl)
 
     p = sub.add_parser("bench", help="speed figures as JSON (see docs/benchmarks.md)")
-    p.add_argument("what", choices=["env", "train", "srl"])
+    p.add_argument("what", choices=["env", "train", "scale", "srl"])
     p.add_argument("--json", action="store_true", help="one-line JSON (default: indented)")
     p.add_argument("--quick", action="store_true", help="small repeats, finishes in about a minute")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     p.add_argument("--compile", choices=sorted(_COMPILE), default="auto",
                    help="env bench: eager step, torch.compile'd step, or both "
-                        "(auto: both on cuda, eager on cpu where compiling measured slower)")
+                        "(auto: both on cuda, eager on cpu where compiling measured slower); "
+                        "train bench: train.compile off, on, or both side by side (auto: off)")
     p.add_argument("--envs", type=int, action="append", metavar="N",
-                   help="env bench: replica counts to time (repeatable; default 128 and 1024)")
+                   help="env bench: replica counts to time (repeatable; default 128 and 1024); "
+                        "scale bench: the env count of every case (default 1, --quick 2)")
     p.add_argument("--models", action="append", choices=MODELS,
                    help="srl bench: models to time (repeatable; default all four)")
     _set_option(p, "n_paths=64 (srl bench: calibration overrides)")

@@ -8,6 +8,7 @@ PPO on the same economy through RBCMultiAgentEnv, same network and epochs, in th
 from __future__ import annotations
 
 import statistics
+import time
 from typing import Any
 
 import torch
@@ -17,21 +18,41 @@ from .common import hardware, log, ray_version
 
 
 def paper_scale_experiment(device: str, episodes_per_iteration: int, profile: bool,
-                           n_envs: int = 128) -> dict[str, Any]:
+                           n_envs: int = 128, compile: bool = False) -> dict[str, Any]:
     """The paper's setup with all three types training from episode 0 (no frozen phase)."""
     threads = torch.get_num_threads()
     return {
         "name": "bench_train",
         "economy": {"preset": "open", "n_consumers": 100, "n_firms": 10},
         "train": {"n_envs": n_envs, "episodes_per_iteration": episodes_per_iteration, "device": device,
-                  "profile": profile, "torch_threads": threads, "seed": 0},
+                  "profile": profile, "torch_threads": threads, "seed": 0, "compile": compile},
         "curriculum": {"firm_start": 0, "government_start": 0, "tax_cap_start": 0, "tax_cap_end": 0},
     }
 
 
-def our_rate(device: str, episodes: int, repeats: int, n_envs: int = 128) -> dict[str, Any]:
+def compiled_vs_eager(device: str, episodes: int, repeats: int) -> dict[str, Any]:
+    """train.compile on and off side by side in this process: iterations alternate between the two
+    trainers after each one's first (the compiled one's includes compiling), medians compared."""
+    eager = Trainer(load_experiment(paper_scale_experiment(device, episodes, profile=False))[0])
+    compiled = Trainer(load_experiment(paper_scale_experiment(device, episodes, profile=False, compile=True))[0])
+    start = time.perf_counter()
+    compiled.train_iteration()
+    first = time.perf_counter() - start
+    eager.train_iteration()
+    rates: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for _ in range(repeats):
+        rates["eager"].append(eager.train_iteration()["agent_steps_per_s"])
+        rates["compiled"].append(compiled.train_iteration()["agent_steps_per_s"])
+    e, c = statistics.median(rates["eager"]), statistics.median(rates["compiled"])
+    return {"eager_agent_steps_per_s": e, "compiled_agent_steps_per_s": c, "compiled_over_eager": c / e,
+            "compiled_repeats": rates["compiled"], "eager_repeats": rates["eager"],
+            "compiled_first_iteration_s": first}
+
+
+def our_rate(device: str, episodes: int, repeats: int, n_envs: int = 128, compile: bool = False) -> dict[str, Any]:
     """Median agent-steps/s over `repeats` iterations after a warm-up, then one profiled iteration."""
-    cfg, _ = load_experiment(paper_scale_experiment(device, episodes, profile=False, n_envs=n_envs))
+    cfg, _ = load_experiment(paper_scale_experiment(device, episodes, profile=False, n_envs=n_envs,
+                                                    compile=compile))
     trainer = Trainer(cfg)
     trainer.train_iteration()  # warm-up (allocations, first-touch, CUDA context)
     rates = [trainer.train_iteration()["agent_steps_per_s"] for _ in range(repeats)]
@@ -45,15 +66,20 @@ def our_rate(device: str, episodes: int, repeats: int, n_envs: int = 128) -> dic
             "time_policy_s": share.get("time_policy_s"), "time_env_s": share.get("time_env_s")}
 
 
-def bench_train(quick: bool = False, device: str = "cpu") -> dict[str, Any]:
+def bench_train(quick: bool = False, device: str = "cpu", compile: bool | None = False) -> dict[str, Any]:
+    """compile: train.compile off (False), on (True), or both side by side (None: the figures of
+    compiled_vs_eager under `compile`, the rest with it off)."""
     episodes, repeats = (2, 3) if quick else (5, 5)
-    log(f"bench train: our trainer, paper scale, {episodes} episodes per iteration, {device}")
-    ours = our_rate(device, episodes, repeats)
+    log(f"bench train: our trainer, paper scale, {episodes} episodes per iteration, {device}, compile={compile}")
+    ours = our_rate(device, episodes, repeats, compile=bool(compile))
     result: dict[str, Any] = {
         "bench": "train", "hardware": hardware(), "quick": quick, "device": device,
         "n_envs": 128, "n_consumers": 100, "n_firms": 10, "agents": 111, "episode_length": 10,
-        "hidden": [128, 128], "ppo_epochs": 2, **ours,
+        "hidden": [128, 128], "ppo_epochs": 2, "compiled": bool(compile), **ours,
     }
+    if compile is None:
+        log("bench train: train.compile on and off, side by side")
+        result["compile"] = compiled_vs_eager(device, episodes, 5 if quick else 7)
     if device == "cuda":
         for n_envs in ((1024,) if quick else (1024, 8192)):
             log(f"bench train: our trainer, {n_envs} envs")

@@ -121,7 +121,7 @@ def expected_action(net: ActorCritic, params: Params, state: State, kind: str, h
     with torch.no_grad():
         logits, _ = net(obs.global_.to(net.value.weight.dtype), obs.own(kind).to(net.value.weight.dtype))
         k = grid.numel()
-        p = torch.softmax(logits[..., :k, head].to(torch.float64), dim=-1)
+        p = torch.softmax(net.head_logits(logits, head)[..., :k].to(torch.float64), dim=-1)
     return p @ grid.to(torch.float64)
 
 

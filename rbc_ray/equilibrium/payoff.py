@@ -24,7 +24,7 @@ def evaluation_episodes(economy_cfg, policies: dict[str, ActorCritic], seed: int
     theta), every draw seeded by `seed`; yields the filled rollout storage after each episode."""
     dtype = policies[AGENT_TYPES[0]].value.weight.dtype
     economy = Economy(economy_cfg, n_envs, device, seed=seed)
-    storage = RolloutStorage.allocate(economy, dtype)
+    storage = RolloutStorage.allocate(economy, dtype, per_agent_steps=1)  # rewards and globals: every step
     generator = torch.Generator(device=economy.device)
     generator.manual_seed(seed)
     economy.generator.manual_seed(seed)

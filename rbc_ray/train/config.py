@@ -55,6 +55,13 @@ class TrainConfig:
     reuse_rollout_forward: bool = True
     """a training type's first PPO epoch (full batch) backpropagates through the rollout's own forward
     pass instead of recomputing it: same parameters, same inputs, one forward pass less per update"""
+    chunk_mb: float = 2048.0
+    """memory budget (MB, estimated) of one policy pass: the rollout's forward and each PPO
+    (mini)batch run in pieces of (step, env) rows, or of one row's agents, that fit it, gradients
+    accumulated over the pieces (the same update to float rounding). Paper scale at 128 envs fits in
+    one piece; 0: never split"""
+    compile: bool = False
+    """torch.compile the PPO loss (joint log-prob, entropy, clipped objective) of each type"""
     eval_seed: int = 10_000
     """seed of Trainer.evaluate (the same episodes for every policy compared)"""
     snapshot_every: int = 0
@@ -193,6 +200,7 @@ def validate(cfg: ExperimentConfig) -> None:
     for name in ("n_envs", "total_episodes", "episodes_per_iteration", "torch_threads"):
         need(getattr(t, name) > 0, f"train.{name}", getattr(t, name), "must be positive")
     need(t.snapshot_every >= 0, "train.snapshot_every", t.snapshot_every, "must be >= 0")
+    need(math.isfinite(t.chunk_mb) and t.chunk_mb >= 0, "train.chunk_mb", t.chunk_mb, "must be >= 0 (0: never split)")
     need(t.device == "cpu" or t.device.startswith("cuda"), "train.device", t.device, "'cpu' or 'cuda[:N]'")
     need(t.dtype in ("float32", "float64"), "train.dtype", t.dtype, "'float32' or 'float64'")
     for kind in t.frozen:

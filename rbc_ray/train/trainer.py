@@ -23,6 +23,7 @@ import torch
 from ..economy import AGENT_TYPES, Economy, action_nvec, obs_sizes
 from ..policies import ActorCritic
 from .config import ExperimentConfig
+from .chunks import agent_steps_per_piece, pieces
 from .curriculum import Curriculum
 from .ppo import GradSync, ppo_update
 from .rollout import ECONOMY_STATS, RolloutStorage, Timer, collect_episode
@@ -190,10 +191,11 @@ class Trainer:
             masks = self._masks(ep)
             training = {k: self.curriculum.training(k, ep) for k in AGENT_TYPES}
             reuse = tuple(k for k in AGENT_TYPES if training[k] and t.reuse_rollout_forward
-                          and self.cfg.agent(k).minibatches == 1)
+                          and self.cfg.agent(k).minibatches == 1 and self._one_piece(k))
             kept = collect_episode(self.economy, self.policies, masks, self.storage,
                                    self.curriculum.theta_factor(ep), self.generator, timer,
-                                   with_entropy={k: not training[k] for k in AGENT_TYPES}, keep_graph=reuse)
+                                   with_entropy={k: not training[k] for k in AGENT_TYPES}, keep_graph=reuse,
+                                   chunk_mb=t.chunk_mb)
             checks: list[torch.Tensor] = []       # [reward means..., then (policy, value) loss pairs]
             losses: list[torch.Tensor] = []
             for i, kind in enumerate(AGENT_TYPES):
@@ -207,7 +209,8 @@ class Trainer:
                         kind, self.policies[kind], self.optimizers[kind], self.cfg.agent(kind),
                         self.storage.global_, buf.own, buf.actions, buf.logp, buf.value, buf.reward,
                         masks[kind], self.curriculum.entropy_coef(kind, ep), self.generator,
-                        self.grad_sync, rollout_forward=kept.get(kind))
+                        self.grad_sync, rollout_forward=kept.get(kind), chunk_mb=t.chunk_mb,
+                        compile=t.compile)
                     timer.stop("policy")
                     loss_sum[i] += stats[:2]
                     entropy_sum[i] += stats[2]
@@ -221,6 +224,13 @@ class Trainer:
         self.iteration += 1
         return self._metrics(start, timer, n_episodes, reward_sum, entropy_sum, loss_sum, stats_sum,
                              n_updates)
+
+    def _one_piece(self, kind: str) -> bool:
+        """Whether a whole episode's update of `kind` fits one piece of train.chunk_mb (only then is
+        the rollout's autograd graph kept for reuse: it is as large as the update)."""
+        buf = self.storage.types[kind]
+        rows, n = buf.own.shape[0] * buf.own.shape[1], buf.own.shape[2]
+        return len(pieces(rows, n, agent_steps_per_piece(self.policies[kind], self.cfg.train.chunk_mb))) == 1
 
     def _check_finite(self, checks: list[torch.Tensor], training: dict[str, bool]) -> None:
         """One host sync per episode; on failure, name the first bad type and quantity."""
@@ -305,7 +315,7 @@ class Trainer:
         t = self.cfg.train
         if self._eval is None:
             econ = Economy(self.economy.cfg, t.n_envs, self.device, seed=t.eval_seed)
-            self._eval = (econ, RolloutStorage.allocate(econ, self.dtype))
+            self._eval = (econ, RolloutStorage.allocate(econ, self.dtype, per_agent_steps=1))
         econ, storage = self._eval
         econ.generator.manual_seed(t.eval_seed)
         gen = torch.Generator(device=self.device)
@@ -315,7 +325,7 @@ class Trainer:
         for _ in range(n_episodes):
             collect_episode(econ, self.policies, self._masks(ep), storage, self.curriculum.theta_factor(ep),
                             gen, Timer(False, self.device), {k: False for k in AGENT_TYPES},
-                            random_types=tuple(types) if policy == "random" else ())
+                            random_types=tuple(types) if policy == "random" else (), chunk_mb=t.chunk_mb)
             totals += torch.stack([storage.types[k].reward.mean() for k in AGENT_TYPES]).to(torch.float64)
         values = (totals / n_episodes).tolist()
         return {f"reward_{k}": v for k, v in zip(AGENT_TYPES, values)}

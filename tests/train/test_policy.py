@@ -128,3 +128,63 @@ def test_padding_slots_are_never_sampled_and_never_learn():
     padded = net.pad_mask.flatten() < 0
     assert padded.any()
     assert (net.logits.bias.grad[padded] == 0).all() and (net.logits.weight.grad[padded] == 0).all()
+
+
+def test_many_firms_split_the_heads_into_blocks_and_one_firm_count_up_to_eleven_keeps_one():
+    from rbc_ray.policies.actor_critic import head_blocks
+
+    for f in (1, 2, 10, 11):  # every head padded to 11 choices: one block, the layout of the paper
+        (block,) = head_blocks([11] * f + [5, f])
+        assert block.heads == tuple(range(f + 2)) and block.width == 11
+    demand_and_hours, employer = head_blocks([11] * 100 + [5, 100])  # 100 firms
+    assert demand_and_hours.heads == tuple(range(101)) and demand_and_hours.width == 11
+    assert employer.heads == (101,) and employer.width == 100
+    assert demand_and_hours.cells + employer.cells == 1211  # not 102 x 100 = 10,200 per consumer
+
+
+def _blocked_and_padded(n_firms=14, hidden=(16,)):
+    cfg = EconomyConfig(n_consumers=5, n_firms=n_firms)
+    sizes, nvec = obs_sizes(cfg), action_nvec(cfg)
+    torch.manual_seed(0)
+    padded = ActorCritic(sizes["global"], sizes["consumer"] - sizes["global"], nvec["consumer"], hidden,
+                         block_cells=float("inf"))
+    with torch.no_grad():
+        padded.logits.weight.normal_()
+        padded.logits.weight[padded.pad_mask.flatten() < 0] = 0.0
+    blocked = ActorCritic(sizes["global"], sizes["consumer"] - sizes["global"], nvec["consumer"], hidden)
+    blocked.load_state_dict(padded.state_dict())  # picks the real rows of the padded output layer
+    assert padded.padded and not blocked.padded and len(blocked.blocks) == 2
+    g, own = torch.randn(6, sizes["global"]), torch.randn(6, 5, sizes["consumer"] - sizes["global"])
+    return padded, blocked, g, own
+
+
+def test_blocked_heads_are_the_same_policy_as_one_padded_block():
+    padded, blocked, g, own = _blocked_and_padded()
+    lp_pad, v_pad = padded(g, own)
+    lp_blk, v_blk = blocked(g, own)
+    assert lp_blk.shape == (6, 5, blocked.logits.out_features) and lp_blk.shape[-1] < lp_pad[0, 0].numel()
+    torch.testing.assert_close(v_blk, v_pad)
+    for h, k in enumerate(padded.nvec):
+        torch.testing.assert_close(blocked.head_logits(lp_blk, h), lp_pad[..., :k, h])
+    a_pad, logp_pad = padded.sample(lp_pad, None, torch.Generator().manual_seed(5))
+    a_blk, logp_blk = blocked.sample(lp_blk, None, torch.Generator().manual_seed(5))
+    assert torch.equal(a_pad, a_blk)  # one uniform per head, in head order, whatever the layout
+    torch.testing.assert_close(logp_blk, logp_pad)
+    lp1, ent1 = padded.log_prob_entropy(lp_pad, None, a_pad)
+    lp2, ent2 = blocked.log_prob_entropy(lp_blk, None, a_pad.to(torch.uint8))  # compact storage dtype
+    torch.testing.assert_close(lp2, lp1)
+    torch.testing.assert_close(ent2, ent1)
+    torch.testing.assert_close(blocked.entropy(lp_blk, None), padded.entropy(lp_pad, None))
+
+
+def test_blocked_backward_matches_autograd_and_masks_apply_per_block():
+    _, net, _, _ = _blocked_and_padded(n_firms=14, hidden=(4,))
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, net.logits.out_features, dtype=torch.float64, requires_grad=True)
+    actions = torch.stack([torch.randint(0, k, (2, 3)) for k in net.nvec], dim=-1)
+    mask = net.pad_mask.double()
+    assert torch.autograd.gradcheck(lambda z: net.log_prob_entropy(z, mask, actions), (x,))
+    head_masks = [None] * net.n_heads
+    head_masks[-1] = torch.where(torch.arange(14) == 3, 0.0, -1e9)  # the employer head: firm 3 only
+    a, _ = net.sample(torch.zeros(50, 3, net.logits.out_features), net.mask(head_masks))
+    assert (a[..., -1] == 3).all() and (a[..., :14] < 11).all() and (a[..., 14] < 5).all()

@@ -59,3 +59,25 @@ def test_ppo_loss_hand_case():
     no_clip = ppo_loss(logp, old, adv, entropy, value, old_value, ret, 0.1, 0.0, 0.5, 0.1)
     want = F.smooth_l1_loss(value, ret)
     assert abs(float(no_clip.value) - float(want)) < 1e-6
+
+
+def test_the_loss_train_compile_compiles_is_the_eager_loss():
+    """train.compile compiles ppo._loss_terms; run eagerly it is log_prob_entropy + ppo_loss."""
+    from rbc_ray.economy import EconomyConfig, action_nvec, obs_sizes
+    from rbc_ray.policies import ActorCritic
+    from rbc_ray.train.ppo import _loss_terms
+
+    cfg, agent = EconomyConfig(n_consumers=4, n_firms=14), AgentConfig()
+    sizes, nvec = obs_sizes(cfg), action_nvec(cfg)
+    torch.manual_seed(0)
+    net = ActorCritic(sizes["global"], sizes["consumer"] - sizes["global"], nvec["consumer"], (8,))
+    logits, value = net(torch.randn(3, sizes["global"]), torch.randn(3, 4, sizes["consumer"] - sizes["global"]))
+    actions, logp0 = net.sample(logits.detach(), None)
+    adv, ret, v0 = torch.randn(3, 4), torch.randn(3, 4), value.detach() + 0.3
+    logp, ent = net.log_prob_entropy(logits, None, actions)
+    want = ppo_loss(logp, logp0 - 0.1, adv, ent, value, v0, ret, agent.clip, agent.value_clip,
+                    agent.value_coef, 0.05, 0.5)
+    got = _loss_terms(net, agent, logits, None, actions, logp0 - 0.1, adv, value, v0, ret,
+                      torch.tensor(0.05), torch.tensor(0.5))
+    for g, w in zip(got, (want.total, want.policy, want.value, want.entropy)):
+        torch.testing.assert_close(g, w)
