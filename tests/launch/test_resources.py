@@ -40,8 +40,12 @@ def test_train_and_sweep_asking_for_more_cpus_than_the_cluster_fail_at_once(loca
 def test_a_gpu_trial_on_a_cluster_without_gpus_fails_at_once(local_ray, tmp_path):
     if local_ray.cluster_resources().get("GPU", 0) >= 1:
         pytest.skip("this Ray has a GPU")
-    with pytest.raises(ValueError, match=r"needs 1 GPU \(the Ray cluster has 0\).*train.device=cpu"):
+    # without CUDA on this machine the device check answers before Ray is asked (launch/resources.py)
+    with pytest.raises(ValueError, match=r"train.device=cuda needs a CUDA GPU and this machine has none"):
         run_train(SMOKE, ["train.device=cuda"], str(tmp_path / "gpu"), None)
+    with pytest.raises(ValueError, match=r"a sweep trial needs 1 GPU \(the Ray cluster has 0\).*train.device=cpu"):
+        check_resources({"CPU": 1, "GPU": 1}, "a sweep trial", "lower train.torch_threads (one CPU per torch "
+                        "thread), or train.device=cpu where the cluster has no GPU")
 
 
 def test_on_a_joined_cluster_it_is_a_warning(local_ray, capsys):
