@@ -83,7 +83,7 @@ def test_nan_stops_a_best_response_and_its_reported_deviations_stay_finite(monke
     reported = []
     with pytest.raises(TrainingDivergedError, match=r"firm (policy_loss|value_loss|parameter).*iteration 2"):
         br_module.best_response(profile, "firm", "warm", seed=0, br=br,
-                                report=lambda row, candidate: reported.append((row, candidate)))
+                                report=lambda row, candidate, state: reported.append((row, candidate)))
     # the trial's checkpoints (one per evaluation, Tune keeps the best) are the deviations before it
     assert [row["episode"] for row, _ in reported] == [0.0, 5.0, 10.0]
     for row, candidate in reported:
