@@ -32,10 +32,9 @@ from ..equilibrium.plots import plot_epsilon
 from ..equilibrium.spectrum import epsilon_from_verdicts, spectrum_report
 from ..equilibrium.profile import best_response_experiment
 from ..results import atomic_path, read_table, write_rows
-from .checks import check_resources
 from .cluster import init_ray, max_failures as max_failures_for
 from .failures import TrainingFailed
-from .resources import require_gpus, trial_gpus
+from .resources import check_resources, require_gpus, trial_gpus
 
 NAME = "analyse"
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # one checkpoint per evaluation

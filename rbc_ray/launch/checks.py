@@ -1,43 +1,15 @@
-"""Checks that turn a run that could never work into a one-line error before it starts: a trial
-asking for more CPUs or GPUs than the Ray cluster has (Tune would leave it pending forever), and a
-`--resume` that has nothing to continue, changes the run's config, or finds an unreadable or foreign
-checkpoint."""
+"""Checks that turn a `--resume` that could never work into a one-line error before it starts: nothing
+to continue, a changed config, or an unreadable or foreign checkpoint. (A trial larger than the
+cluster is checked in launch/resources.py.)"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
-
-import ray
 
 from ..config import read_yaml
 from ..train.snapshots import read_torch_file
 from ..train.trainer import check_fits, policy_shapes
-
-
-def requested(trainable: Any, config: dict | None = None) -> dict[str, float]:
-    """The resources one trial of a Tune class trainable (`tune.with_resources`) asks for, e.g.
-    {"CPU": 2, "GPU": 0}."""
-    request = trainable.default_resource_request(config or {})
-    return dict(request.required_resources) if request is not None else {}
-
-
-def check_resources(request: dict[str, float], what: str, hint: str, address: str | None = None) -> None:
-    """Fail at once, in one line, when one trial (or one data-parallel job) asks for more CPUs or GPUs
-    than the whole Ray cluster has. On the embedded local Ray (no `address`) this is a ValueError; on
-    a joined cluster, which may be autoscaling, a one-line warning on stderr."""
-    have = ray.cluster_resources()
-    need = {key.upper(): float(value or 0) for key, value in request.items()}
-    short = [f"{need[key]:g} {key}{'' if need[key] == 1 else 's'} (the Ray cluster has {float(have.get(key, 0)):g})"
-             for key in ("CPU", "GPU") if need.get(key, 0.0) > float(have.get(key, 0)) + 1e-9]
-    if not short:
-        return
-    message = f"{what} needs {' and '.join(short)}, so it could never start: {hint}"
-    if address:
-        print(f"rbc-ray: warning: {message} (unless the cluster is autoscaling)", file=sys.stderr, flush=True)
-        return
-    raise ValueError(message)
 
 
 def _flat(values: Any, prefix: str = "") -> dict[str, Any]:

@@ -4,12 +4,17 @@ A Tune trial (a sweep's training trial, an analysis's best response) runs on `cp
 reserves a share of a GPU (`--gpus-per-trial`: a fraction lets several trials share one GPU); a
 data-parallel Ray Train worker reserves one whole GPU. Ray picks the GPU (CUDA_VISIBLE_DEVICES, and
 for Train workers ray.train.torch.get_device), so inside Ray the device is plain `cuda`, never
-`cuda:N`.
+`cuda:N`. Once Ray runs, `check_resources` compares what one trial asks for with what the whole
+cluster has, so a trial that could never start fails at once instead of pending forever.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any
+
+import ray
 
 from ..config import ConfigError
 
@@ -59,3 +64,27 @@ def require_gpus(gpus: float, what: str, address: str | None) -> None:
                           f"False): run it on a GPU machine, or on a cluster with GPU nodes (--address)")
     if gpus > have:
         raise ConfigError(f"{what} needs {gpus:g} GPUs and this machine has {have}")
+
+
+def requested(trainable: Any, config: dict | None = None) -> dict[str, float]:
+    """The resources one trial of a Tune class trainable (`tune.with_resources`) asks for, e.g.
+    {"CPU": 2, "GPU": 0}."""
+    request = trainable.default_resource_request(config or {})
+    return dict(request.required_resources) if request is not None else {}
+
+
+def check_resources(request: dict[str, float], what: str, hint: str, address: str | None = None) -> None:
+    """Fail at once, in one line, when one trial (or one data-parallel job) asks for more CPUs or GPUs
+    than the whole Ray cluster has. On the embedded local Ray (no `address`) this is a ValueError; on
+    a joined cluster, which may be autoscaling, a one-line warning on stderr."""
+    have = ray.cluster_resources()
+    need = {key.upper(): float(value or 0) for key, value in request.items()}
+    short = [f"{need[key]:g} {key}{'' if need[key] == 1 else 's'} (the Ray cluster has {float(have.get(key, 0)):g})"
+             for key in ("CPU", "GPU") if need.get(key, 0.0) > float(have.get(key, 0)) + 1e-9]
+    if not short:
+        return
+    message = f"{what} needs {' and '.join(short)}, so it could never start: {hint}"
+    if address:
+        print(f"rbc-ray: warning: {message} (unless the cluster is autoscaling)", file=sys.stderr, flush=True)
+        return
+    raise ValueError(message)

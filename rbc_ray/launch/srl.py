@@ -20,7 +20,7 @@ from ray import tune
 
 from ..config import ConfigError, apply_override, deprecated, plain, unknown_key
 from ..structural import MODELS, calibration, solve
-from .checks import check_resources
+from .resources import check_resources
 from .cluster import init_ray
 from .tune_spec import check_tune_spec, grid_points, grid_space, write_summary
 

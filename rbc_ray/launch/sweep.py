@@ -20,10 +20,9 @@ from ..config import ConfigError, read_yaml
 from ..results import plot_training
 from ..train.config import load_experiment
 from . import srl
-from .checks import check_resources, requested
 from .cluster import init_ray, max_failures as max_failures_for
 from .progress import Progress
-from .resources import require_gpus, trial_gpus
+from .resources import check_resources, require_gpus, requested, trial_gpus
 from .train import run_config, trainable
 from .tune_spec import check_tune_spec, grid_points, grid_space, write_summary
 

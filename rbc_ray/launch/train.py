@@ -18,14 +18,14 @@ from ray import tune
 from ..config import read_yaml
 from ..results import atomic_path, plot_training
 from ..train.config import load_experiment, never_training
-from .checks import check_resources, check_resume, requested
+from .checks import check_resume
 from .cluster import init_ray, max_failures as max_failures_for
 from .failures import TrainingFailed, root_cause
 from .progress import Progress
 from ..train.distributed import check_checkpoint
 from ..train.snapshots import SNAPSHOT_DIR
 from .ray_train import run_ray_train
-from .resources import check_ray_device, is_cuda, require_gpus, trial_gpus
+from .resources import check_ray_device, check_resources, is_cuda, require_gpus, requested, trial_gpus
 from .trainable import RBCTrainable
 
 def _raise_failure(error: BaseException, where: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rbc_ray.launch.checks import check_resources
+from rbc_ray.launch.resources import check_resources
 from rbc_ray.launch.sweep import run_sweep
 from rbc_ray.launch.train import run_train, run_train_data_parallel
 
