@@ -89,7 +89,7 @@ def run_train(config_path: str, overrides: list[str], out: str | None, address: 
     trial = trainable(threads, gpus)
     check_resources(requested(trial), "the training trial", "lower train.torch_threads (one CPU per torch "
                     "thread), or train.device=cpu where the cluster has no GPU", address)
-    if resume and tune_dir.exists():
+    if resume:  # check_resume made sure there is a run to restore
         tuner = tune.Tuner.restore(str(tune_dir), trial, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(trial, param_space=param_space,
