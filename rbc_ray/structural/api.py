@@ -3,6 +3,10 @@
     from rbc_ray.structural import solve
     res = solve("huggett", overrides={"sd_z": 0.0, "n_paths": 1})
     res.mean_r, res.clearing_residual_max, res.euler_error_mean_log10
+
+Accuracy measures (accuracy.py) ride along in the JSON object: the share of mass with Euler errors
+above 1% for every model, the perceived-law-of-motion R^2 and Den Haan errors for `ks`, the
+Phillips-curve residual for `hank` (null where a measure does not apply).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ class SRLResult:
     mean_K: float | None = None
     mean_w: float | None = None
     mean_inflation: float | None = None
-    extra: dict[str, float] = field(default_factory=dict)
+    euler_error_share_above_1pct: float | None = None
+    extra: dict[str, float | None] = field(default_factory=dict)
     calibration: SolverSettings | None = None
     log: TrainLog | None = None
     paths: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -51,6 +56,7 @@ class SRLResult:
             "clearing_residual_max": self.clearing_residual_max,
             "euler_error_mean_log10": self.euler_error_mean_log10,
             "euler_error_max_log10": self.euler_error_max_log10,
+            "euler_error_share_above_1pct": self.euler_error_share_above_1pct,
         }
         for k in ("mean_K", "mean_w", "mean_inflation"):
             if getattr(self, k) is not None:
@@ -80,8 +86,12 @@ def _progress(msg: str) -> None:
 
 
 def solve(model: str, overrides: Mapping[str, Any] | None = None, smoke: bool = False,
-          verbose: bool = False, euler: bool = True) -> SRLResult:
-    """Solve `model` ('huggett-pe', 'huggett', 'ks', 'hank') at the spec (or smoke) calibration."""
+          verbose: bool = False, euler: bool = True, accuracy: bool = True) -> SRLResult:
+    """Solve `model` ('huggett-pe', 'huggett', 'ks', 'hank') at the spec (or smoke) calibration.
+
+    euler=False skips the Euler errors, accuracy=False the simulations behind the Krusell-Smith
+    law-of-motion and Den Haan measures and the HANK Phillips-curve residual (their fields are null)."""
+    from . import accuracy as acc
     from . import diagnostics
 
     cal = calibration(model, overrides, smoke=smoke)
@@ -96,7 +106,8 @@ def solve(model: str, overrides: Mapping[str, Any] | None = None, smoke: bool = 
         shocks = m.draw_shocks(state, gen)
         _, final, rec = m.rollout(state, shocks, record=True)
     paths = {k: v.detach().cpu() for k, v in rec.items() if isinstance(v, torch.Tensor)}
-    ee_mean, ee_max = diagnostics.euler_errors(m, state) if euler else (float("nan"), float("nan"))
+    nan = float("nan")
+    ee_mean, ee_max, ee_share = diagnostics.euler_stats(*m.euler_errors(state)) if euler else (nan, nan, nan)
     resid = paths["resid"].abs()
     if model == "huggett-pe":  # no market clears in partial equilibrium: nothing to report
         resid = torch.full_like(resid, float("nan"))
@@ -104,7 +115,8 @@ def solve(model: str, overrides: Mapping[str, Any] | None = None, smoke: bool = 
         model=model, converged=converged, epochs=epochs, seconds=seconds, device=str(m.device),
         mean_r=float(paths["r"].double().mean()), clearing_residual_mean=float(resid.double().mean()),
         clearing_residual_max=float(resid.double().max()), euler_error_mean_log10=ee_mean,
-        euler_error_max_log10=ee_max, calibration=cal, log=log, paths=paths, state=final, solver=m)
+        euler_error_max_log10=ee_max, euler_error_share_above_1pct=diagnostics.safe(ee_share),
+        calibration=cal, log=log, paths=paths, state=final, solver=m)
     if "K" in paths:
         res.mean_K = float(paths["K"].double().mean())
     if model == "hank":
@@ -114,4 +126,10 @@ def solve(model: str, overrides: Mapping[str, Any] | None = None, smoke: bool = 
         res.extra["bond_gap_max"] = float(paths["bond_gap"].abs().max())
         res.extra["labour_gap_mean"] = float(paths["labour_gap"].abs().double().mean())
         res.extra["labour_gap_max"] = float(paths["labour_gap"].abs().max())
+    res.extra.update({k: None for k in acc.KS_KEYS + acc.HANK_KEYS})
+    measure = {"ks": acc.ks_accuracy, "hank": acc.hank_accuracy}.get(model) if accuracy else None
+    if measure is not None:  # from the ergodic state, on shocks of their own
+        with torch.no_grad():
+            found = measure(m, final, seed=cal.seed + 20_000)
+        res.extra.update({k: v if isinstance(v, int) else diagnostics.safe(v) for k, v in found.items()})
     return res

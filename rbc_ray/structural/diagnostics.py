@@ -11,16 +11,24 @@ from typing import Any
 
 import torch
 
+from .accuracy import euler_share_above
+
 
 def euler_errors(model: Any, state: dict[str, torch.Tensor], n_paths: int = 8) -> tuple[float, float]:
     """(mass-weighted mean, max) of log10 Euler-equation errors on the ergodic, unconstrained set."""
     err, g = model.euler_errors(state, n_paths=n_paths)
+    return euler_stats(err, g)[:2]
+
+
+def euler_stats(err: torch.Tensor, g: torch.Tensor) -> tuple[float, float, float]:
+    """(mass-weighted mean, max, share of mass above 1%) of log10 Euler errors `err` (NaN off the
+    ergodic, unconstrained set) with histogram `g`, as `model.euler_errors` returns them."""
     ok = ~torch.isnan(err)
     if not bool(ok.any()):
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
     wts = torch.where(ok, g, torch.zeros_like(g)).double()
     mean = float((torch.nan_to_num(err.double()) * wts).sum() / wts.sum())
-    return mean, float(err[ok].max())
+    return mean, float(err[ok].max()), euler_share_above(err, g, -2.0)
 
 
 def gini(values: torch.Tensor, mass: torch.Tensor) -> float:
