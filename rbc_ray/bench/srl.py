@@ -47,7 +47,7 @@ def bench_srl(quick: bool, device: str = "cpu", models: tuple[str, ...] = MODELS
         for k in ("mean_K", "mean_w", "mean_inflation"):
             if getattr(res, k) is not None:
                 row[k] = safe(getattr(res, k))
-        row.update({k: safe(v) for k, v in res.extra.items()})
+        row.update({k: safe(v) if isinstance(v, float) else v for k, v in res.extra.items()})
         out["models"][model] = row
         log(f"bench srl {model}: {row['seconds']} s, {row['epochs']} epochs, converged {row['converged']}")
     return out

@@ -201,11 +201,13 @@ def phillips_residual(pi: Any, w: Any, z: Any, Y: Any, prob_next: Any, pi_next: 
 
 
 @torch.no_grad()
-def hank_phillips_residuals(model: Any, g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Phillips-curve residuals [n] (inflation units) at histograms g [n, J] and exogenous states s [n]:
-    this period's equilibrium, next period's histogram by the households' savings, next period's
-    equilibrium at every exogenous state s' (the joint (z, m) chain), weighted by P_exo64[s, s']."""
-    cal = model.cal
+def hank_phillips_terms(model: Any, g: torch.Tensor, s: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the Phillips curve needs at histograms g [n, J] and exogenous states s [n] (float64, CPU):
+    this period's pi, w, z, Y [n]; next period's pi_next, Y_next [n, S] at each exogenous state
+    states[k] reachable from some s (the joint (z, m) chain), with probabilities prob [n, S].
+
+    Next period's histogram follows from this period's savings (Young's lottery, as in the
+    simulation); next period's prices, inflation and output are its clearing equilibrium at each s'."""
     share_tab, hours_tab = model.tables()
     Pi = model.Pi
     g = g.to(model.device, model.dtype).contiguous()
@@ -214,17 +216,27 @@ def hank_phillips_residuals(model: Any, g: torch.Tensor, s: torch.Tensor) -> tor
     g_next = young_step(g, lo_b, w_b, model.P_y, model.y_index)
     P = model.P_exo64.to(torch.float64)
     s_cpu = s.cpu()
-    prob, pi2, Y2 = [], [], []
+    states, prob, pi2, Y2 = [], [], [], []
     for s_next in range(P.shape[0]):
         p = P[s_cpu, s_next]
         if float(p.max()) < 1e-12:
             continue
         eq2 = model.equilibrium(share_tab, hours_tab, Pi, g_next, torch.full_like(s, s_next))
+        states.append(s_next)
         prob.append(p)
         pi2.append(eq2["pi"].detach().double().cpu())
         Y2.append(eq2["Y"].detach().double().cpu())
-    return phillips_residual(*(eq[k].detach().double().cpu() for k in ("pi", "w", "z", "Y")),
-                             torch.stack(prob, -1), torch.stack(pi2, -1), torch.stack(Y2, -1),
+    out = {k: eq[k].detach().double().cpu() for k in ("pi", "w", "z", "Y")}
+    out.update(states=torch.tensor(states), prob=torch.stack(prob, -1), pi_next=torch.stack(pi2, -1),
+               Y_next=torch.stack(Y2, -1))
+    return out
+
+
+def hank_phillips_residuals(model: Any, g: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Phillips-curve residuals [n] (inflation units) at histograms g [n, J] and exogenous states s [n],
+    with the expectation exact over next period's exogenous state (`hank_phillips_terms`)."""
+    cal, t = model.cal, hank_phillips_terms(model, g, s)
+    return phillips_residual(t["pi"], t["w"], t["z"], t["Y"], t["prob"], t["pi_next"], t["Y_next"],
                              cal.theta, cal.epsilon, cal.beta)
 
 

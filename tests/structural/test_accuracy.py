@@ -199,3 +199,22 @@ def test_huggett_reports_the_euler_share_and_null_law_of_motion(huggett_risk):
 def test_accuracy_switch_leaves_the_fields_null():
     res = solve("ks", {"max_epochs": 3, "warmup": 1, "n_paths": 4, "threads": 1}, smoke=True, accuracy=False)
     assert all(res.summary()[k] is None for k in acc.KS_KEYS)
+
+
+def test_hank_phillips_terms_match_the_simulation():
+    """This period's (pi, w, z, Y) and next period's (pi, Y) at the realised next state, as the
+    Phillips residual computes them, are the ones a rollout records at t = 0 and t = 1 (float64)."""
+    res = solve("hank", {"max_epochs": 5, "warmup": 2, "n_paths": 4, "dtype": "float64", "threads": 1},
+                smoke=True, euler=False, accuracy=False)
+    m, st = res.solver, res.state
+    shocks = m.draw_shocks(st, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        _, _, rec = m.rollout(st, shocks, record=True)
+    terms = acc.hank_phillips_terms(m, st["g"], st["s"])
+    for k in ("pi", "w", "z", "Y"):
+        torch.testing.assert_close(terms[k], rec[k][0].double().cpu(), rtol=1e-9, atol=1e-12)
+    col = [terms["states"].tolist().index(int(s1)) for s1 in shocks["s"][1]]
+    rows = torch.arange(len(col))
+    torch.testing.assert_close(terms["pi_next"][rows, col], rec["pi"][1].double().cpu(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(terms["Y_next"][rows, col], rec["Y"][1].double().cpu(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(terms["prob"].sum(-1), torch.ones(len(col), dtype=torch.float64))
