@@ -10,7 +10,8 @@ constant: the policy evaluation
 
 solved directly as one [J, J] linear system per epoch (float64). The actions (c, b') are the current
 policy's at the prices that clear on each path's starting histogram, and the transition is the
-average of the paths' lottery-and-income transitions: after the warm-up an epoch starts where the
+average of the paths' lottery-and-income transitions (over at most MAX_PATHS evenly spaced paths,
+which keeps the cost at a few percent of an epoch): after the warm-up an epoch starts where the
 previous one ended, so these are the previous epoch's terminal prices, and in the stationary economy
 every path is the same economy. V is detached: the gradient reaches the policy through d_T.
 """
@@ -20,6 +21,13 @@ from __future__ import annotations
 import torch
 
 from .distribution import lottery
+
+MAX_PATHS = 64
+
+
+def paths(n: int) -> slice:
+    """The evenly spaced paths (at most MAX_PATHS of n) whose transitions V averages."""
+    return slice(None, None, max(1, -(-n // MAX_PATHS)))
 
 
 @torch.no_grad()

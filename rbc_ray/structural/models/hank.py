@@ -233,7 +233,8 @@ class HANK(HouseholdModel):
         cal = self.cal
         if cal.terminal == "none":
             return None
-        eq = self.equilibrium(share_tab, hours_tab, Pi, g, s)
+        pick = terminal.paths(g.shape[0])
+        eq = self.equilibrium(share_tab, hours_tab, Pi, g[pick], s[pick])
         V = terminal.policy_value(self.utility(eq["c"], eq["n"]), eq["b_next"], self.b_grid, self.P_y, cal.beta,
                                   self.locate)
         return V.to(self.dtype).expand(g.shape[0], -1).contiguous()

@@ -146,12 +146,14 @@ class Huggett(HouseholdModel):
         cal = self.cal
         if cal.terminal == "none":
             return None
+        N, pick = g.shape[0], terminal.paths(g.shape[0])
+        g, s = g[pick], s[pick]
         zi, lo, w = self.prices(b_tab, s, g)
         r, w_ = blend(self.r_grid, lo, w), w[:, None]
         b_next = policy.rows(b_tab, zi, lo) * (1 - w_) + policy.rows(b_tab, zi, lo + 1) * w_
         u = crra_utility((self.cash[zi] - b_next / (1.0 + r)[:, None]).clamp(min=cal.c_min), cal.crra)
         V = terminal.policy_value(u, b_next, self.b_grid, self.P_y, cal.beta, self.locate)
-        return V.to(self.dtype).expand(g.shape[0], -1).contiguous()
+        return V.to(self.dtype).expand(N, -1).contiguous()
 
     def rollout(self, state: dict[str, torch.Tensor], shocks: dict[str, torch.Tensor],
                 record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:

@@ -108,7 +108,8 @@ class KrusellSmith(HouseholdModel):
         cal = self.cal
         if cal.terminal == "none":
             return None
-        _, r, w = self.prices(g, s)
+        pick = terminal.paths(g.shape[0])
+        _, r, w = self.prices(g[pick], s[pick])
         c, k_next = self.act(share_tab, r, w)
         V = terminal.policy_value(crra_utility(c, cal.crra), k_next, self.b_grid, self.P_y, cal.beta, self.locate)
         return V.to(self.dtype).expand(g.shape[0], -1).contiguous()
