@@ -42,5 +42,5 @@ def test_ks_stationary_capital_at_the_preset_within_one_percent_of_egm():
 
 @pytest.mark.slow
 def test_ks_stationary_capital_on_a_finer_grid_within_0p2_percent_of_egm():
-    """n_b 400, 800 epochs, one path (about 4 minutes on a loaded 2-core CPU): within 0.2%."""
+    """n_b 400, 800 epochs, one path (about 5 minutes on a loaded 2-core CPU): within 0.2%."""
     assert abs(_gap(TIGHT)) < 0.002
