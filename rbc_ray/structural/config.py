@@ -41,6 +41,10 @@ class SolverSettings:
     """Converged when the 0.999-quantile of |delta theta| falls below this."""
     e_trunc: float = 1e-3
     """Truncation: T = ceil(log(e_trunc) / log(beta))."""
+    terminal: str = "value"
+    """Continuation value at the horizon: 'value' adds beta^T d_T . V, V the value of following the
+    current policy forever at the epoch's starting prices (core/terminal.py); 'none' is the spec's
+    truncated objective."""
     max_epochs: int = 1500
     """Hard cap on epochs (reported as not converged when hit)."""
     min_epochs: int = 0
@@ -221,6 +225,8 @@ def _check(cal: SolverSettings) -> None:
             raise ConfigError(f"{k} must lie in (-1, 1), got {v!r}")
     if cal.dtype not in ("float32", "float64"):
         raise ConfigError(f"dtype must be 'float32' or 'float64', got {cal.dtype!r}")
+    if cal.terminal not in ("value", "none"):
+        raise ConfigError(f"terminal must be 'value' or 'none', got {cal.terminal!r}")
     if cal.kernel not in ("auto", "torch", "fused"):
         raise ConfigError(f"kernel must be 'auto', 'torch' or 'fused', got {cal.kernel!r}")
     if not (cal.device == "cpu" or cal.device.startswith("cuda")):

@@ -530,6 +530,26 @@ Locator<T> make_locator(const Tensor& grid, const Tensor& lut, double bmin, doub
   return loc;
 }
 
+// The continuation value at the horizon, V [N, J] (empty: none): its data, or nullptr.
+template <typename T>
+inline const T* terminal_value(const Tensor& V, int64_t N, int64_t J) {
+  if (V.numel() == 0) return nullptr;
+  TORCH_CHECK(V.dim() == 2 && V.size(0) == N && V.size(1) == J && V.is_contiguous() && V.device().is_cpu(),
+              "terminal value: V must be a contiguous CPU tensor [N, J] (or empty)");
+  return V.data_ptr<T>();
+}
+
+// The adjoint of d_T: beta^T gobj[n] V_n (the terminal term beta^T d_T . V_n), or 0 without V.
+template <typename T>
+inline void terminal_adjoint(std::vector<T>& lam, const T* V, double betaT, T go) {
+  if (V == nullptr) {
+    std::fill(lam.begin(), lam.end(), T(0));
+    return;
+  }
+  const T a = static_cast<T>(betaT * static_cast<double>(go));
+  for (size_t j = 0; j < lam.size(); ++j) lam[j] = a * V[j];
+}
+
 // The caller's buffer for d_t of every period and path, [T, N, J] (fused.py keeps it between epochs:
 // a fresh 100-200 MB allocation per epoch is fresh pages that the OS zeroes on first touch).
 inline void check_history(const Tensor& d_hist, int64_t T_, int64_t N, int64_t J, const Tensor& like) {
@@ -581,15 +601,16 @@ struct NodeRows {
 // ------------------------------------------------------------------------------------------ Huggett
 // B [nz, nr, J] savings b' at every node; cash [nz, J]; s_path [T(+1), N] aggregate state per period
 // (z node, or r node in partial equilibrium); g0 [N, J]. Returns
-//   obj [N] (sum_t beta^t d_t . u_t), g_T [N, J], d_hist [T, N, J], zi/lo_r [T, N] (long), w_r, r,
-//   and records resid, B (demand), C, Ey, at_limit [T, N] (zeros unless record).
+//   obj [N] (sum_t beta^t d_t . u_t, plus beta^T d_T . V_n given the terminal value V [N, J]), g_T [N, J],
+//   d_hist [T, N, J], zi/lo_r [T, N] (long), w_r, r, and records resid, B (demand), C, Ey, at_limit [T, N]
+//   (zeros unless record).
 template <typename T>
 std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, const Tensor& r_grid,
                                          const Tensor& s_path, const Tensor& g0, const Tensor& P_y,
                                          const Tensor& b_grid, const Tensor& lut, double bmin, double inv_h,
                                          const Tensor& y_j, int64_t T_, double beta, double crra,
                                          double c_min, double bond_supply, bool partial, bool evolve_g,
-                                         bool record, const Tensor& d_hist) {
+                                         bool record, const Tensor& d_hist, const Tensor& V) {
   const int64_t nz = B.size(0), nr = B.size(1), J = B.size(2), N = g0.size(0);
   const int64_t ny = P_y.size(0), nb = J / ny;
   auto opts = g0.options();
@@ -619,6 +640,8 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
   T* resp = resid.data_ptr<T>();
   T* recp = rec.data_ptr<T>();
   const T cmin = static_cast<T>(c_min);
+  const T* Vt = terminal_value<T>(V, N, J);
+  const double betaT = std::pow(beta, static_cast<double>(T_));
   // partial equilibrium without the population histogram: the rate is a node of the chain, so the
   // action row is one of nr node rows (NodeRows)
   const bool node_rows = partial && !evolve_g;
@@ -706,6 +729,7 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
         resp[t * N + n] = static_cast<T>(demand - (partial ? 0.0 : bond_supply));
         mix_forward<T>(td.data(), P, nb, ny, d.data());
       }
+      if (Vt != nullptr) total += betaT * dot<T>(d.data(), Vt + n * J, J);
       objp[n] = static_cast<T>(total);
     }
   });
@@ -716,7 +740,7 @@ template <typename T>
 Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& cash, const Tensor& d_hist,
                              const Tensor& zi_t, const Tensor& lo_r, const Tensor& w_r, const Tensor& r_t,
                              const Tensor& P_y, const Tensor& b_grid, const Tensor& lut, double bmin,
-                             double inv_h, double beta, double crra, double c_min) {
+                             double inv_h, double beta, double crra, double c_min, const Tensor& V) {
   const int64_t nz = B.size(0), nr = B.size(1), J = B.size(2);
   const int64_t T_ = d_hist.size(0), N = d_hist.size(1);
   const int64_t ny = P_y.size(0), nb = J / ny;
@@ -731,6 +755,8 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
   const T* go = gobj.data_ptr<T>();
   const Locator<T> loc = make_locator<T>(b_grid, lut, bmin, inv_h);
   const T cmin = static_cast<T>(c_min);
+  const T* Vt = terminal_value<T>(V, N, J);
+  const double betaT = std::pow(beta, static_cast<double>(T_));
   std::vector<double> disc(T_);
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
   std::vector<int32_t> yidx(J);
@@ -757,7 +783,7 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
     const int32_t* yi = yidx.data();
     const int32_t ny32 = static_cast<int32_t>(ny);
     for (int64_t n = n0; n < n1; ++n) {
-      std::fill(lam.begin(), lam.end(), T(0));
+      terminal_adjoint<T>(lam, Vt == nullptr ? nullptr : Vt + n * J, betaT, go[n]);
       for (int64_t t = T_ - 1; t >= 0; --t) {
         const int64_t zi = zip[t * N + n], lr = lop[t * N + n];
         const T w = wp[t * N + n], r = rp[t * N + n];
@@ -823,7 +849,7 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
                                     double inv_h, int64_t T_, double beta, double crra, double c_min,
                                     double borrowing_limit, double alpha, double delta, double r_min,
                                     double dr, double w_min, double dw_step, bool record,
-                                    const Tensor& d_hist) {
+                                    const Tensor& d_hist, const Tensor& V) {
   const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2), N = g0.size(0);
   const int64_t ny = P_y.size(0), nb = J / ny;
   auto opts = g0.options();
@@ -849,6 +875,8 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
   T* resp = resid.data_ptr<T>();
   T* recp = rec.data_ptr<T>();
   const T cmin = static_cast<T>(c_min), bl = static_cast<T>(borrowing_limit);
+  const T* Vt = terminal_value<T>(V, N, J);
+  const double betaT = std::pow(beta, static_cast<double>(T_));
   parallel_paths(N, [&](int64_t n0, int64_t n1) {
     std::vector<T> d(J), tg(J), td(J), kn(J), c(J), u(J), wb(J);
     std::vector<int32_t> lo(J);
@@ -909,6 +937,7 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
         mix_forward<T>(tg.data(), P, nb, ny, g);
         resp[t * N + n] = static_cast<T>(dot<T>(bj, g, J) - savings);
       }
+      if (Vt != nullptr) total += betaT * dot<T>(d.data(), Vt + n * J, J);
       objp[n] = static_cast<T>(total);
     }
   });
@@ -920,7 +949,7 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
                         const Tensor& d_hist, const Tensor& r_t, const Tensor& w_t, const Tensor& P_y,
                         const Tensor& b_grid, const Tensor& lut, double bmin, double inv_h, double beta,
                         double crra, double c_min, double borrowing_limit, double r_min, double dr,
-                        double w_min, double dw_step) {
+                        double w_min, double dw_step, const Tensor& V) {
   const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2);
   const int64_t T_ = d_hist.size(0), N = d_hist.size(1);
   const int64_t ny = P_y.size(0), nb = J / ny;
@@ -934,6 +963,8 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
   const T* go = gobj.data_ptr<T>();
   const Locator<T> loc = make_locator<T>(b_grid, lut, bmin, inv_h);
   const T cmin = static_cast<T>(c_min), bl = static_cast<T>(borrowing_limit);
+  const T* Vt = terminal_value<T>(V, N, J);
+  const double betaT = std::pow(beta, static_cast<double>(T_));
   std::vector<double> disc(T_);
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
   std::vector<int32_t> yidx(J);
@@ -944,7 +975,7 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
     const int32_t* yi = yidx.data();
     const int32_t ny32 = static_cast<int32_t>(ny);
     for (int64_t n = n0; n < n1; ++n) {
-      std::fill(lam.begin(), lam.end(), T(0));
+      terminal_adjoint<T>(lam, Vt == nullptr ? nullptr : Vt + n * J, betaT, go[n]);
       for (int64_t t = T_ - 1; t >= 0; --t) {
         const T r = rp[t * N + n], wage = wpp[t * N + n];
         T pr = (r - static_cast<T>(r_min)) / static_cast<T>(dr);
@@ -1383,7 +1414,7 @@ std::vector<Tensor> hank_forward_impl(const Tensor& share, const Tensor& hours, 
                                       const Tensor& z_grid, const Tensor& w_grid, const Tensor& b_j, const Tensor& y_j,
                                       const Tensor& s_path, const Tensor& g0, const Tensor& P_y, const Tensor& b_grid,
                                       const Tensor& lut, double bmin, double inv_h, int64_t T_, const HankConsts& c,
-                                      const Tensor& d_hist) {
+                                      const Tensor& d_hist, const Tensor& V) {
   const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2), N = g0.size(0);
   const int64_t ny = P_y.size(0), nb = J / ny, nexo = c.nz * c.nm;
   TORCH_CHECK(hours.sizes() == share.sizes(), "hank_forward: hours and share tables differ in shape");
@@ -1411,6 +1442,8 @@ std::vector<Tensor> hank_forward_impl(const Tensor& share, const Tensor& hours, 
   T* rp = rec.data_ptr<T>();
   auto R_ = [&](int64_t field, int64_t t, int64_t n) -> T& { return rp[(field * T_ + t) * N + n]; };
   const T cmin_ = static_cast<T>(c.c_min), blim_ = static_cast<T>(c.blim), Bs_ = static_cast<T>(c.bond_supply);
+  const T* Vt = terminal_value<T>(V, N, J);
+  const double betaT = std::pow(c.beta, static_cast<double>(T_));
   std::vector<double> total(N, 0.0);
   for (int64_t n = 0; n < N; ++n) std::fill(dh + n * J, dh + (n + 1) * J, T(1) / T(J));
   const int64_t nthreads = std::max<int64_t>(1, at::get_num_threads());
@@ -1561,7 +1594,12 @@ std::vector<Tensor> hank_forward_impl(const Tensor& share, const Tensor& hours, 
           std::fill(tg.begin(), tg.end(), T(0));
           scatter2_row<T>(d, g, lob.data(), wb.data(), nb, ny, td.data(), tg.data());
           mix_forward<T>(tg.data(), P, nb, ny, g);
-          if (t + 1 < T_) mix_forward<T>(td.data(), P, nb, ny, dh + ((t + 1) * N + n) * J);
+          if (t + 1 < T_) {
+            mix_forward<T>(td.data(), P, nb, ny, dh + ((t + 1) * N + n) * J);
+          } else if (Vt != nullptr) {  // d_T (into the spent utility row) meets the terminal value
+            mix_forward<T>(td.data(), P, nb, ny, up);
+            total[n] += betaT * dot<T>(up, Vt + n * J, J);
+          }
         }
       }
     });
@@ -1578,7 +1616,7 @@ template <typename T>
 Tensor hank_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& hours, const Tensor& w_grid,
                           const Tensor& b_j, const Tensor& y_j, const Tensor& s_path, const Tensor& d_hist,
                           const Tensor& lo_t, const Tensor& rec, const Tensor& P_y, const Tensor& b_grid,
-                          const Tensor& lut, double bmin, double inv_h, const HankConsts& c) {
+                          const Tensor& lut, double bmin, double inv_h, const HankConsts& c, const Tensor& V) {
   const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2);
   const int64_t T_ = d_hist.size(0), N = d_hist.size(1);
   const int64_t ny = P_y.size(0), nb = J / ny, table = nw * nr * J;
@@ -1589,6 +1627,8 @@ Tensor hank_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor&
   const Locator<T> loc = make_locator<T>(b_grid, lut, bmin, inv_h);
   const T cmin_ = static_cast<T>(c.c_min), blim_ = static_cast<T>(c.blim);
   auto R_ = [&](int64_t field, int64_t t, int64_t n) { return rp[(field * T_ + t) * N + n]; };
+  const T* Vt = terminal_value<T>(V, N, J);
+  const double betaT = std::pow(c.beta, static_cast<double>(T_));
   std::vector<double> disc(T_);
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(c.beta, static_cast<double>(t));
   std::vector<int32_t> yidx(J);
@@ -1603,7 +1643,7 @@ Tensor hank_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor&
     const int32_t* yi = yidx.data();
     const int32_t ny32 = static_cast<int32_t>(ny);
     for (int64_t n = n0; n < n1; ++n) {
-      std::fill(lam.begin(), lam.end(), T(0));
+      terminal_adjoint<T>(lam, Vt == nullptr ? nullptr : Vt + n * J, betaT, go[n]);
       for (int64_t t = T_ - 1; t >= 0; --t) {
         const int64_t lo = lop[t * N + n];
         const T om = R_(0, t, n), w0 = T(1) - om, w1 = om;
@@ -1673,24 +1713,24 @@ std::vector<Tensor> huggett_forward(Tensor B, Tensor cash, Tensor r_grid, Tensor
                                     Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h,
                                     Tensor y_j, int64_t T_, double beta, double crra, double c_min,
                                     double bond_supply, bool partial, bool evolve_g, bool record,
-                                    Tensor d_hist) {
+                                    Tensor d_hist, Tensor V) {
   check_cpu({B, cash, r_grid, s_path, g0, P_y, b_grid, lut, y_j});
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(B.scalar_type(), "huggett_forward", [&] {
     out = huggett_forward_impl<scalar_t>(B, cash, r_grid, s_path, g0, P_y, b_grid, lut, bmin, inv_h, y_j, T_,
-                                         beta, crra, c_min, bond_supply, partial, evolve_g, record, d_hist);
+                                         beta, crra, c_min, bond_supply, partial, evolve_g, record, d_hist, V);
   });
   return out;
 }
 
 Tensor huggett_backward(Tensor gobj, Tensor B, Tensor cash, Tensor d_hist, Tensor zi_t, Tensor lo_r, Tensor w_r,
                         Tensor r_t, Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h, double beta,
-                        double crra, double c_min) {
+                        double crra, double c_min, Tensor V) {
   check_cpu({gobj, B, cash, d_hist, zi_t, lo_r, w_r, r_t, P_y, b_grid, lut});
   Tensor out;
   AT_DISPATCH_FLOATING_TYPES(B.scalar_type(), "huggett_backward", [&] {
     out = huggett_backward_impl<scalar_t>(gobj, B, cash, d_hist, zi_t, lo_r, w_r, r_t, P_y, b_grid, lut, bmin,
-                                          inv_h, beta, crra, c_min);
+                                          inv_h, beta, crra, c_min, V);
   });
   return out;
 }
@@ -1699,25 +1739,26 @@ std::vector<Tensor> ks_forward(Tensor share, Tensor b_j, Tensor y_j, Tensor z_gr
                                Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h, int64_t T_,
                                double beta, double crra, double c_min, double borrowing_limit, double alpha,
                                double delta, double r_min, double dr, double w_min, double dw_step, bool record,
-                               Tensor d_hist) {
+                               Tensor d_hist, Tensor V) {
   check_cpu({share, b_j, y_j, z_grid, s_path, g0, P_y, b_grid, lut});
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "ks_forward", [&] {
     out = ks_forward_impl<scalar_t>(share, b_j, y_j, z_grid, s_path, g0, P_y, b_grid, lut, bmin, inv_h, T_, beta,
                                     crra, c_min, borrowing_limit, alpha, delta, r_min, dr, w_min, dw_step, record,
-                                    d_hist);
+                                    d_hist, V);
   });
   return out;
 }
 
 Tensor ks_backward(Tensor gobj, Tensor share, Tensor b_j, Tensor y_j, Tensor d_hist, Tensor r_t, Tensor w_t,
                    Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h, double beta, double crra,
-                   double c_min, double borrowing_limit, double r_min, double dr, double w_min, double dw_step) {
+                   double c_min, double borrowing_limit, double r_min, double dr, double w_min, double dw_step,
+                   Tensor V) {
   check_cpu({gobj, share, b_j, y_j, d_hist, r_t, w_t, P_y, b_grid, lut});
   Tensor out;
   AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "ks_backward", [&] {
     out = ks_backward_impl<scalar_t>(gobj, share, b_j, y_j, d_hist, r_t, w_t, P_y, b_grid, lut, bmin, inv_h, beta,
-                                     crra, c_min, borrowing_limit, r_min, dr, w_min, dw_step);
+                                     crra, c_min, borrowing_limit, r_min, dr, w_min, dw_step, V);
   });
   return out;
 }
@@ -1759,26 +1800,26 @@ HankConsts hank_consts(const std::vector<double>& v) {
 std::vector<Tensor> hank_forward(Tensor share, Tensor hours, Tensor Pi, Tensor m_grid, Tensor z_grid, Tensor w_grid,
                                  Tensor b_j, Tensor y_j, Tensor s_path, Tensor g0, Tensor P_y, Tensor b_grid,
                                  Tensor lut, double bmin, double inv_h, int64_t T_, std::vector<double> consts,
-                                 Tensor d_hist) {
+                                 Tensor d_hist, Tensor V) {
   check_cpu({share, hours, Pi, m_grid, z_grid, w_grid, b_j, y_j, s_path, g0, P_y, b_grid, lut});
   const HankConsts c = hank_consts(consts);
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "hank_forward", [&] {
     out = hank_forward_impl<scalar_t>(share, hours, Pi, m_grid, z_grid, w_grid, b_j, y_j, s_path, g0, P_y, b_grid,
-                                      lut, bmin, inv_h, T_, c, d_hist);
+                                      lut, bmin, inv_h, T_, c, d_hist, V);
   });
   return out;
 }
 
 Tensor hank_backward(Tensor gobj, Tensor share, Tensor hours, Tensor w_grid, Tensor b_j, Tensor y_j, Tensor s_path,
                      Tensor d_hist, Tensor lo_t, Tensor rec, Tensor P_y, Tensor b_grid, Tensor lut, double bmin,
-                     double inv_h, std::vector<double> consts) {
+                     double inv_h, std::vector<double> consts, Tensor V) {
   check_cpu({gobj, share, hours, w_grid, b_j, y_j, s_path, d_hist, lo_t, rec, P_y, b_grid, lut});
   const HankConsts c = hank_consts(consts);
   Tensor out;
   AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "hank_backward", [&] {
     out = hank_backward_impl<scalar_t>(gobj, share, hours, w_grid, b_j, y_j, s_path, d_hist, lo_t, rec, P_y, b_grid,
-                                       lut, bmin, inv_h, c);
+                                       lut, bmin, inv_h, c, V);
   });
   return out;
 }

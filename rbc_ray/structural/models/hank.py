@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ..core import grids, policy
+from ..core import grids, policy, terminal
 from ..kernels import fused
 from ..config import HANKCalibration
 from ..core.distribution import income_index, lottery, point_mass, young_step
@@ -226,6 +226,19 @@ class HANK(HouseholdModel):
         hours = policy.to_values(self.h_first, self.h_incr).permute(2, 0, 1).contiguous()
         return policy.to_values(self.first, self.incr).transpose(1, 2).contiguous(), hours
 
+    @torch.no_grad()
+    def terminal_value(self, share_tab, hours_tab, Pi, g: torch.Tensor, s: torch.Tensor) -> torch.Tensor | None:
+        """V [N, J] of the households' continuation value at the horizon (core/terminal.py), None if
+        terminal='none': the policies' value at the prices that clear on the starting histograms g."""
+        cal = self.cal
+        if cal.terminal == "none":
+            return None
+        pick = terminal.paths(g.shape[0])
+        eq = self.equilibrium(share_tab, hours_tab, Pi, g[pick], s[pick])
+        V = terminal.policy_value(self.utility(eq["c"], eq["n"]), eq["b_next"], self.b_grid, self.P_y, cal.beta,
+                                  self.locate)
+        return V.to(self.dtype).expand(g.shape[0], -1).contiguous()
+
     def rollout(self, state, shocks, record: bool = False):
         if self.lookup is not None:
             return self._rollout_fused(state, shocks, record)
@@ -236,6 +249,7 @@ class HANK(HouseholdModel):
         N = g.shape[0]
         d = torch.full_like(g, 1.0 / self.J)
         s_path = shocks["s"]
+        V = self.terminal_value(share_tab.detach(), hours_tab.detach(), Pi.detach(), g, s_path[0])
         hh = torch.zeros(N, device=self.device, dtype=self.dtype)
         firm = torch.zeros(N, device=self.device, dtype=self.dtype)
         log_p = torch.zeros(N, device=self.device, dtype=self.dtype)
@@ -266,6 +280,8 @@ class HANK(HouseholdModel):
                         rec[k].append(vals[k])
                 g = young_step(g, lo_b, w_b.detach(), self.P_y, self.y_index)
             d = young_step(d, lo_b, w_b, self.P_y, self.y_index)
+        if V is not None:  # households' continuation value at the horizon, through d_T only
+            hh = hh + cal.beta ** T * (d * V).sum(1)
         objective = (1 - cal.beta) * (hh.mean() + firm.mean())
         out: dict[str, Any] = {"price_mean": float(w_sum / T), "residual_max": float(gap_max)}
         if record:
@@ -298,17 +314,19 @@ class HANK(HouseholdModel):
         grid = (self.P_y.contiguous(), self.b_grid.contiguous(), lk.lut, lk.bmin, lk.inv_h)
         consts = [cal.beta, 1.0 + 1.0 / cal.frisch, cal.c_min, cal.borrowing_limit, cal.bond_supply, cal.theta,
                   cal.R_bar, cal.phi_pi, cal.r_min, self.dr, cal.w_extrapolate, self.n_z, self.n_m]
+        V = self.terminal_value(share_tab.detach(), hours_tab.detach(), Pi.detach(), g0, s_path[0])
+        V = V if V is not None else g0.new_empty(0)
 
         def fwd(tabs):
             names = ("obj", "g", "d_hist", "lo", "rec")
             return dict(zip(names, mod.hank_forward(
                 tabs[0], tabs[1], Pi.detach().contiguous(), self.m_grid.contiguous(), self.z_grid.contiguous(),
                 vecs[0], vecs[1], vecs[2], s_path, g0, grid[0], grid[1], grid[2], grid[3], grid[4], T, consts,
-                fused.HISTORY.take((T, g0.shape[0], g0.shape[1]), g0.dtype))))
+                fused.HISTORY.take((T, g0.shape[0], g0.shape[1]), g0.dtype), V)))
 
         def bwd(grad_obj, tabs, res):
             return mod.hank_backward(grad_obj, tabs[0], tabs[1], *vecs, s_path, res["d_hist"], res["lo"],
-                                     res["rec"], *grid, consts)
+                                     res["rec"], *grid, consts, V)
 
         hh, res = fused.rollout(torch.stack([share_tab, hours_tab]), fwd, bwd)
         fields = dict(zip(("om", "r", "w", "pi", "z", "L", "C", "Y", "B", "bond_gap", "labour_gap", "at_limit"),

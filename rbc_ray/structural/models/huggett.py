@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..core import grids, policy
+from ..core import grids, policy, terminal
 from ..kernels import fused
 from ..config import HuggettCalibration, HuggettPECalibration
 from ..core.distribution import income_index, lottery, point_mass, young_step
@@ -139,6 +139,22 @@ class Huggett(HouseholdModel):
         d = young_step(d, lo_b, w_b, self.P_y, self.y_index)
         return u_t, g, d, stats
 
+    @torch.no_grad()
+    def terminal_value(self, b_tab: torch.Tensor, g: torch.Tensor, s: torch.Tensor) -> torch.Tensor | None:
+        """V [N, J] of the continuation value at the horizon (core/terminal.py), None if terminal='none':
+        the policy's value at the prices that clear on the starting histograms g, states s."""
+        cal = self.cal
+        if cal.terminal == "none":
+            return None
+        N, pick = g.shape[0], terminal.paths(g.shape[0])
+        g, s = g[pick], s[pick]
+        zi, lo, w = self.prices(b_tab, s, g)
+        r, w_ = blend(self.r_grid, lo, w), w[:, None]
+        b_next = policy.rows(b_tab, zi, lo) * (1 - w_) + policy.rows(b_tab, zi, lo + 1) * w_
+        u = crra_utility((self.cash[zi] - b_next / (1.0 + r)[:, None]).clamp(min=cal.c_min), cal.crra)
+        V = terminal.policy_value(u, b_next, self.b_grid, self.P_y, cal.beta, self.locate)
+        return V.to(self.dtype).expand(N, -1).contiguous()
+
     def rollout(self, state: dict[str, torch.Tensor], shocks: dict[str, torch.Tensor],
                 record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         """Simulate T periods on N paths; returns (objective, final state, records)."""
@@ -151,6 +167,7 @@ class Huggett(HouseholdModel):
         N = g.shape[0]
         d = torch.full_like(g, 1.0 / self.J)
         s_path = shocks["s"]
+        V = self.terminal_value(b_det, g, s_path[0])
         obj = torch.zeros(N, device=self.device, dtype=self.dtype)
         rec: dict[str, list] = {k: [] for k in ("r", "z", "C", "B", "Ey", "resid", "at_limit")}
         resid_max = torch.zeros((), device=self.device, dtype=self.dtype)
@@ -163,6 +180,8 @@ class Huggett(HouseholdModel):
             if record:
                 for k in rec:
                     rec[k].append(stats[k])
+        if V is not None:  # continuation value at the horizon, through d_T only
+            obj = obj + cal.beta ** T * (d * V).sum(1)
         objective = (1 - cal.beta) * obj.mean()
         out: dict[str, Any] = {"price_mean": float(r_sum / T), "residual_max": float(resid_max)}
         if record:
@@ -179,18 +198,20 @@ class Huggett(HouseholdModel):
         lk = self.lookup
         consts = (self.P_y.contiguous(), self.b_grid.contiguous(), lk.lut, lk.bmin, lk.inv_h)
         evolve_g = record or not self.partial
+        V = self.terminal_value(b_tab.detach(), g0, s_path[0])
+        V = V if V is not None else g0.new_empty(0)
 
         def fwd(B):
             names = ("obj", "g", "d_hist", "zi", "lo_r", "w_r", "r", "resid", "rec")
             return dict(zip(names, mod.huggett_forward(
                 B, self.cash.contiguous(), self.r_grid.contiguous(), s_path, g0, *consts,
                 self.y_j.contiguous(), T, cal.beta, cal.crra, cal.c_min, cal.bond_supply, self.partial,
-                evolve_g, record, fused.HISTORY.take((T, g0.shape[0], g0.shape[1]), g0.dtype))))
+                evolve_g, record, fused.HISTORY.take((T, g0.shape[0], g0.shape[1]), g0.dtype), V)))
 
         def bwd(grad_obj, B, res):
             return mod.huggett_backward(grad_obj, B, self.cash.contiguous(), res["d_hist"], res["zi"],
                                         res["lo_r"], res["w_r"], res["r"], *consts, cal.beta, cal.crra,
-                                        cal.c_min)
+                                        cal.c_min, V)
 
         obj, res = fused.rollout(b_tab, fwd, bwd)
         objective = (1 - cal.beta) * obj.mean()

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..core import grids, policy
+from ..core import grids, policy, terminal
 from ..kernels import fused
 from ..config import KSCalibration
 from ..core.distribution import income_index, lottery, point_mass, young_step
@@ -101,6 +101,19 @@ class KrusellSmith(HouseholdModel):
         c = torch.minimum((share * cash).clamp(min=cal.c_min), cash - cal.borrowing_limit)
         return c, cash - c
 
+    @torch.no_grad()
+    def terminal_value(self, share_tab: torch.Tensor, g: torch.Tensor, s: torch.Tensor) -> torch.Tensor | None:
+        """V [N, J] of the continuation value at the horizon (core/terminal.py), None if terminal='none':
+        the policy's value at the prices of the starting histograms g, TFP nodes s."""
+        cal = self.cal
+        if cal.terminal == "none":
+            return None
+        pick = terminal.paths(g.shape[0])
+        _, r, w = self.prices(g[pick], s[pick])
+        c, k_next = self.act(share_tab, r, w)
+        V = terminal.policy_value(crra_utility(c, cal.crra), k_next, self.b_grid, self.P_y, cal.beta, self.locate)
+        return V.to(self.dtype).expand(g.shape[0], -1).contiguous()
+
     def rollout(self, state, shocks, record: bool = False):
         if self.fused:
             return self._rollout_fused(state, shocks, record)
@@ -109,6 +122,7 @@ class KrusellSmith(HouseholdModel):
         g = state["g"].to(self.device, self.dtype)
         d = torch.full_like(g, 1.0 / self.J)
         s_path = shocks["s"]
+        V = self.terminal_value(share_tab.detach(), g, s_path[0])
         obj = torch.zeros(g.shape[0], device=self.device, dtype=self.dtype)
         keys = ("r", "w", "K", "z", "C", "Y", "resid", "at_limit")
         rec: dict[str, list] = {k: [] for k in keys}
@@ -135,6 +149,8 @@ class KrusellSmith(HouseholdModel):
                     for k in keys:
                         rec[k].append(vals[k])
             d = young_step(d, lo_b, w_b, self.P_y, self.y_index)
+        if V is not None:  # continuation value at the horizon, through d_T only
+            obj = obj + cal.beta ** T * (d * V).sum(1)
         out: dict[str, Any] = {"price_mean": float(r_sum / T), "residual_max": float(resid_max)}
         if record:
             out.update({k: torch.stack(v) for k, v in rec.items()})
@@ -150,17 +166,19 @@ class KrusellSmith(HouseholdModel):
         vecs = (self.b_j.contiguous(), self.y_j.contiguous())
         grid = (self.P_y.contiguous(), self.b_grid.contiguous(), lk.lut, lk.bmin, lk.inv_h)
         prices = (cal.r_min, self.dr, cal.w_min, self.dw)
+        V = self.terminal_value(share_tab.detach(), g0, s_path[0])
+        V = V if V is not None else g0.new_empty(0)
 
         def fwd(S):
             names = ("obj", "g", "d_hist", "r", "w", "resid", "rec")
             return dict(zip(names, mod.ks_forward(
                 S, *vecs, self.z_grid.contiguous(), s_path, g0, *grid, T, cal.beta, cal.crra, cal.c_min,
                 cal.borrowing_limit, cal.alpha, cal.delta, *prices, record,
-                fused.HISTORY.take((T, g0.shape[0], g0.shape[1]), g0.dtype))))
+                fused.HISTORY.take((T, g0.shape[0], g0.shape[1]), g0.dtype), V)))
 
         def bwd(grad_obj, S, res):
             return mod.ks_backward(grad_obj, S, *vecs, res["d_hist"], res["r"], res["w"], *grid, cal.beta,
-                                   cal.crra, cal.c_min, cal.borrowing_limit, *prices)
+                                   cal.crra, cal.c_min, cal.borrowing_limit, *prices, V)
 
         obj, res = fused.rollout(share_tab, fwd, bwd)
         out: dict[str, Any] = {"price_mean": float(res["r"].mean()),

@@ -20,9 +20,9 @@ SIZES = {"huggett-pe": dict(n_b=40, n_r=8), "huggett": dict(n_b=40, n_r=8, n_z=5
          "ks": dict(n_b=40, n_r=8, n_w=6, n_z=5)}
 
 
-def _run(model, kernel, record=True):
+def _run(model, kernel, record=True, terminal="value"):
     cal = calibration(model, {**SIZES[model], "n_paths": 6, "e_trunc": 0.05, "dtype": "float64",
-                              "kernel": kernel}, smoke=True)
+                              "kernel": kernel, "terminal": terminal}, smoke=True)
     m = build(model, cal)
     assert m.fused == (kernel == "fused")
     with torch.no_grad():  # move away from the initial guess (interior shares, steeper in price)
@@ -38,10 +38,13 @@ def _run(model, kernel, record=True):
     return float(objective.detach()), torch.cat([m.first.grad.flatten(), m.incr.grad.flatten()]), paths, final["g"]
 
 
+@pytest.mark.parametrize("terminal", ["value", "none"])
 @pytest.mark.parametrize("model", ["huggett-pe", "huggett", "ks"])
-def test_fused_rollout_matches_torch(model):
-    obj_t, grad_t, paths_t, g_t = _run(model, "torch")
-    obj_f, grad_f, paths_f, g_f = _run(model, "fused")
+def test_fused_rollout_matches_torch(model, terminal):
+    """With and without the continuation value at the horizon (terminal='value': beta^T d_T . V in
+    the objective, the adjoint starting from beta^T V instead of 0)."""
+    obj_t, grad_t, paths_t, g_t = _run(model, "torch", terminal=terminal)
+    obj_f, grad_f, paths_f, g_f = _run(model, "fused", terminal=terminal)
     assert abs(obj_f - obj_t) < 1e-12
     assert set(paths_f) == set(paths_t)
     for k in paths_t:
@@ -53,13 +56,14 @@ def test_fused_rollout_matches_torch(model):
     assert float(grad_t.norm()) > 0
 
 
-def test_partial_equilibrium_training_rollout_matches_torch():
+@pytest.mark.parametrize("terminal", ["value", "none"])
+def test_partial_equilibrium_training_rollout_matches_torch(terminal):
     """Training rollouts (no recording) of partial-equilibrium Huggett take the kernel's node-row
     tables (utility and lottery once per rate node, not per path and period): same objective and
     gradient as torch autograd. (The kernel leaves the population histogram where it was: in
     partial equilibrium it clears nothing.)"""
-    obj_t, grad_t, _, _ = _run("huggett-pe", "torch", record=False)
-    obj_f, grad_f, _, _ = _run("huggett-pe", "fused", record=False)
+    obj_t, grad_t, _, _ = _run("huggett-pe", "torch", record=False, terminal=terminal)
+    obj_f, grad_f, _, _ = _run("huggett-pe", "fused", record=False, terminal=terminal)
     assert abs(obj_f - obj_t) < 1e-12
     assert float((grad_f - grad_t).norm() / grad_t.norm()) < 1e-10
     assert float(grad_t.norm()) > 0
@@ -180,12 +184,14 @@ def test_hank_clearing_kernel_matches_torch(dtype, tol):
         assert err < tol, f"{name}: relative error {err:.2e}"
 
 
-@pytest.mark.parametrize("overrides", [{}, {"c_min": 0.8}, {"borrowing_limit": 0.4}, {"frisch": 0.5}])
+@pytest.mark.parametrize("overrides", [{}, {"c_min": 0.8}, {"borrowing_limit": 0.4}, {"frisch": 0.5},
+                                       {"terminal": "none"}, {"terminal": "value"}])
 def test_hank_fused_rollout_matches_torch(overrides):
     """The fused HANK rollout (hank_forward / hank_backward: households in C++, the clearing schedule
     as affine pieces in the transfer, firm in torch) equals the pure torch rollout: objective, gradient
     of all six parameter tensors and recorded prices (float64), also where the c_min clamp or the
-    borrowing cap binds (c_min 0.8, borrowing limit 0.4) and with hours' exponent k != 2."""
+    borrowing cap binds (c_min 0.8, borrowing limit 0.4), with hours' exponent k != 2, and with and
+    without the households' continuation value at the horizon."""
     results = []
     for kernel in ("torch", "fused"):
         m = _hank(kernel, **overrides)
