@@ -199,3 +199,33 @@ def test_no_lags_keeps_the_state_and_tables():
     k = _model("ks", "torch", 0)
     assert "lags" not in k.initial_state()
     assert k.share_table().shape == (SIZES["ks"]["n_w"], SIZES["ks"]["n_r"], k.J)
+
+
+def test_consumption_equivalent_by_hand():
+    """CRRA 2: u(c (1 + l)) = u(c) / (1 + l), so W = W0 / 1.05 is l = +5%; CRRA 3: u scales with
+    (1 + l)^-2, W = W0 * 1.1^-2 is l = +10%; equal welfare is 0; log: exp(0.02) - 1."""
+    assert abs(price_lags.consumption_equivalent(-1.0 / 1.05, -1.0, 2.0) - 0.05) < 1e-12
+    assert abs(price_lags.consumption_equivalent(-2.0 * 1.1 ** -2, -2.0, 3.0) - 0.10) < 1e-12
+    assert price_lags.consumption_equivalent(-0.7, -0.7, 2.0) == 0.0
+    assert abs(price_lags.consumption_equivalent(1.02, 1.0, 1.0) - (2.718281828459045 ** 0.02 - 1)) < 1e-12
+
+
+def test_welfare_discounts_population_utility():
+    """(1 - beta) sum_t beta^t U_t averaged over paths: U = 1 for 3 periods at beta 0.5 is
+    0.5 (1 + 0.5 + 0.25) = 0.875; a second path with U = 0 halves it."""
+    U = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    assert abs(price_lags.welfare(U, 0.5) - 0.875 / 2) < 1e-12
+
+
+def test_compare_lags_smoke():
+    """compare_lags at a tiny size: a row per lag count with the Euler errors, moments of r and K,
+    welfare, and a zero consumption equivalent for the reference."""
+    rows = price_lags.compare_lags("ks", (0, 1), {"n_paths": 8, "max_epochs": 8, "warmup": 4, "threads": 1},
+                                   smoke=True)
+    assert list(rows) == [0, 1]
+    for r in rows.values():
+        for k in ("euler_mean_log10", "r_mean", "r_sd", "r_autocorr", "K_mean", "K_sd", "welfare", "epochs"):
+            assert r[k] == r[k], k  # not NaN
+        assert 0.02 <= r["r_mean"] <= 0.07
+    assert rows[0]["ce_vs_ref"] == 0.0
+    assert "| 1 |" in price_lags.markdown(rows)
