@@ -501,6 +501,79 @@ Tensor blocked_gradient(int64_t N, int64_t M, const at::TensorOptions& opts, con
   return out;
 }
 
+// A gradient accumulator addressed by slab (S consecutive entries: one table row at one price node).
+// DenseGrad: every slab of a block's full copy (blocked_gradient). SlabGrad: a slab is zeroed when the
+// block first touches it (blocked_gradient_slabs).
+template <typename T>
+struct DenseGrad {
+  T* base;
+  int64_t S;
+  T* at(int64_t slab) const { return base + slab * S; }
+};
+
+template <typename T>
+struct SlabGrad {
+  T* base;
+  uint8_t* seen;
+  int64_t S;
+  T* at(int64_t slab) const {
+    T* p = base + slab * S;
+    if (!seen[slab]) {
+      std::fill(p, p + S, T(0));
+      seen[slab] = 1;
+    }
+    return p;
+  }
+};
+
+// blocked_gradient for adjoints that touch few of many slabs (price lags multiply the policy table by
+// n_lag^L, and a path visits a few lag nodes): each block zeroes only the slabs it touches, and the
+// blocks are added in block order only where touched, so the sums are blocked_gradient's (adding an
+// untouched block's zeros changes no bits) without writing and reading kGradBlocks full copies of the
+// table. f(acc, n0, n1) accumulates paths [n0, n1) through acc.at(slab) (a SlabGrad).
+template <typename T, typename F>
+Tensor blocked_gradient_slabs(int64_t N, int64_t n_slabs, int64_t S, const at::TensorOptions& opts, const F& f) {
+  const int64_t K = std::max<int64_t>(1, std::min(N, kGradBlocks)), M = n_slabs * S;
+  Tensor acc = at::empty({K, M}, opts);  // pages are committed only where a block touches a slab
+  std::vector<uint8_t> seen(K * n_slabs, 0);
+  T* a = acc.data_ptr<T>();
+  parallel_paths(K, [&](int64_t k, int64_t) {
+    const SlabGrad<T> g{a + k * M, seen.data() + k * n_slabs, S};
+    f(g, k * N / K, (k + 1) * N / K);
+  });
+  Tensor out = at::empty({M}, opts);
+  T* o = out.data_ptr<T>();
+  at::parallel_for(0, n_slabs, 256, [&](int64_t s0, int64_t s1) {
+    for (int64_t sl = s0; sl < s1; ++sl) {
+      T* os = o + sl * S;
+      int64_t first = 0;
+      while (first < K && !seen[first * n_slabs + sl]) ++first;
+      if (first == K) {
+        std::fill(os, os + S, T(0));
+        continue;
+      }
+      std::memcpy(os, a + first * M + sl * S, S * sizeof(T));
+      for (int64_t k = first + 1; k < K; ++k) {
+        if (!seen[k * n_slabs + sl]) continue;
+        const T* ak = a + k * M + sl * S;
+        for (int64_t i = 0; i < S; ++i) os[i] += ak[i];
+      }
+    }
+  });
+  return out;
+}
+
+// The adjoint's gradient: blocked_gradient (dense) without lags, blocked_gradient_slabs with them.
+// body(acc, n0, n1) takes a DenseGrad or a SlabGrad.
+template <typename T, typename F>
+Tensor table_gradient(bool sparse, int64_t N, int64_t n_slabs, int64_t S, const at::TensorOptions& opts,
+                      const F& body) {
+  if (sparse) return blocked_gradient_slabs<T>(N, n_slabs, S, opts, body);
+  return blocked_gradient<T>(N, n_slabs * S, opts, [&](T* grad, int64_t n0, int64_t n1) {
+    body(DenseGrad<T>{grad, S}, n0, n1);
+  });
+}
+
 template <typename T>
 Locator<T> make_locator(const Tensor& grid, const Tensor& lut, double bmin, double inv_h) {
   TORCH_CHECK(grid.numel() >= 2 && lut.numel() >= 1 && lut.scalar_type() == at::kInt,
@@ -841,7 +914,8 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
       rows.build(k, B0, B0 + J, w, T(1) / (T(1) + rp[i]), cashp + zip[i] * J, loc, crra, cmin);
     }
   }
-  Tensor grad_table = blocked_gradient<T>(N, nz * nr * J, B.options(), [&](T* grad, int64_t n0, int64_t n1) {
+  Tensor grad_table = table_gradient<T>(lg.L > 0, N, nz * nr, J, B.options(), [&](const auto& acc, int64_t n0,
+                                                                                int64_t n1) {
     std::vector<T> lam(J), lam_new(J), V(J), bn(J), c(J), u(J), mu(J), wb(J), dw(J), gbv(lg.L ? J : 0);
     std::vector<T> slo(lg.L ? J : 0), shi(lg.L ? J : 0);
     std::vector<int32_t> lo(J);
@@ -862,7 +936,7 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
           const T *ur = &rows.u[k * J], *mur = &rows.mu[k * J], *wr = &rows.wb[k * J], *dwr = &rows.dw[k * J];
           const int32_t* lor = &rows.lo[k * J];
           const T* d = dh + (t * N + n) * J;
-          T* G = grad + k * J;
+          T* G = acc.at(k);
           T *Vp = V.data(), *ln = lam_new.data();
 #pragma omp simd
           for (int64_t j = 0; j < J; ++j) {
@@ -876,8 +950,8 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
         }
         const T* B0 = Bp + (zi * nr + lr) * J;
         const T* B1 = B0 + J;
-        T* G0 = grad + (zi * nr + lr) * J;
-        T* G1 = G0 + J;
+        T* G0 = lg.L ? nullptr : acc.at(zi * nr + lr);
+        T* G1 = lg.L ? nullptr : acc.at(zi * nr + lr + 1);
         int64_t K = 0;
         if (lg.L) {  // the lag-blended rows lr and lr + 1 of the forward's slab
           lags_at<T>(rp, lags0p, t, n, N, lg, lag);
@@ -925,8 +999,8 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
         if (K) gb_row(std::true_type{});
         else gb_row(std::false_type{});
         for (int64_t k = 0; k < K; ++k) {  // autograd's rule: corner k gets w_k (1 - w) gb and w_k w gb
-          T* H0 = grad + ((zi * lg.M + mc[k]) * nr + lr) * J;
-          T* H1 = H0 + J;
+          T* H0 = acc.at((zi * lg.M + mc[k]) * nr + lr);
+          T* H1 = acc.at((zi * lg.M + mc[k]) * nr + lr + 1);
           const T wk = wc[k];
           const T* gv = gbv.data();
 #pragma omp simd
@@ -1110,7 +1184,8 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
   std::vector<int32_t> yidx(J);
   for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
-  Tensor grad_table = blocked_gradient<T>(N, nw * M * nr * J, share.options(), [&](T* grad, int64_t n0, int64_t n1) {
+  Tensor grad_table = table_gradient<T>(lg.L > 0, N, nw * M * nr, J, share.options(), [&](const auto& acc,
+                                                                                      int64_t n0, int64_t n1) {
     std::vector<T> lam(J), lam_new(J), V(J), kn(J), c(J), dc(J), u(J), mu(J), wb(J), dwv(J), sv(lg.L ? J : 0),
         gsv(lg.L ? J : 0);
     std::vector<int32_t> lo(J);
@@ -1133,7 +1208,10 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
         const T c00 = (T(1) - ar) * (T(1) - aw), c01 = ar * (T(1) - aw), c10 = (T(1) - ar) * aw, c11 = ar * aw;
         const int64_t o00 = (lw * nr + lr) * J, o10 = ((lw + 1) * nr + lr) * J;
         const T *S00 = sh + o00, *S01 = S00 + J, *S10 = sh + o10, *S11 = S10 + J;
-        T *G00 = grad + o00, *G01 = G00 + J, *G10 = grad + o10, *G11 = G10 + J;
+        T *G00 = nullptr, *G01 = nullptr, *G10 = nullptr, *G11 = nullptr;
+        if (!lg.L) {
+          G00 = acc.at(o00 / J), G01 = acc.at(o00 / J + 1), G10 = acc.at(o10 / J), G11 = acc.at(o10 / J + 1);
+        }
         const T bt = static_cast<T>(disc[t] * static_cast<double>(go[n]));
         mix_backward<T>(lam.data(), P, nb, ny, V.data());
         const T* d = dh + (t * N + n) * J;
@@ -1206,16 +1284,16 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
         if (K) gs_row(std::true_type{});
         else gs_row(std::false_type{});
         for (int64_t k = 0; k < K; ++k) {  // corner k of the lags gets w_k of the share's gradient
-          T* H00 = grad + ((lw * M + mc[k]) * nr + lr) * J;
-          T* H10 = grad + (((lw + 1) * M + mc[k]) * nr + lr) * J;
+          const int64_t s00 = (lw * M + mc[k]) * nr + lr, s10 = ((lw + 1) * M + mc[k]) * nr + lr;
+          T *H00 = acc.at(s00), *H01 = acc.at(s00 + 1), *H10 = acc.at(s10), *H11 = acc.at(s10 + 1);
           const T wk = wc[k];
 #pragma omp simd
           for (int64_t j = 0; j < J; ++j) {
             const T gk = wk * gsp[j];
             H00[j] += c00 * gk;
-            H00[J + j] += c01 * gk;
+            H01[j] += c01 * gk;
             H10[j] += c10 * gk;
-            H10[J + j] += c11 * gk;
+            H11[j] += c11 * gk;
           }
         }
         std::swap(lam, lam_new);
