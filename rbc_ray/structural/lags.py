@@ -10,7 +10,6 @@ the torch rollouts (the fused kernels repeat its arithmetic in the same order).
 from __future__ import annotations
 
 import math
-import time
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -84,23 +83,24 @@ def simulate(result: Any, s0: torch.Tensor, seed: int) -> dict[str, torch.Tensor
 
 
 def compare_lags(model: str, lags: Sequence[int] = (0, 1, 2), overrides: Mapping[str, Any] | None = None,
-                 smoke: bool = False, seed: int = 2024, verbose: bool = False) -> dict[int, dict[str, Any]]:
+                 smoke: bool = False, seed: int = 2024, verbose: bool = False,
+                 cache: str | None = None) -> dict[int, dict[str, Any]]:
     """Solve `model` ('huggett' or 'ks') with each number of price lags and report, per lag count:
     epochs, seconds, converged; Euler errors (mass-weighted mean and max of log10, as `solve`);
     mean, sd and first-order autocorrelation of r (and K for ks) and welfare
     (1 - beta) E[sum_t beta^t g_t . u(c_t)] on a fresh simulation from each solution's ergodic state
     (same aggregate shocks for every lag count: common random numbers), and the consumption-equivalent
-    change against the first lag count in `lags` (`consumption_equivalent`, positive = better off)."""
+    change against the first lag count in `lags` (`consumption_equivalent`, positive = better off).
+    `cache`: a folder where each solution is saved (policy, ergodic state, accuracy) and from which
+    a later call with the same model, lag count and overrides loads it instead of solving again."""
     from . import diagnostics
-    from .api import solve
 
     results, out = {}, {}
     for L in lags:
-        start = time.perf_counter()
-        res = solve(model, overrides={**(overrides or {}), "price_lags": L}, smoke=smoke, verbose=verbose)
+        res = _solve(model, {**(overrides or {}), "price_lags": L}, smoke, verbose, cache)
         results[L] = res
         out[L] = {"price_lags": L, "converged": res.converged, "epochs": res.epochs,
-                  "seconds": round(res.seconds, 2), "seconds_total": round(time.perf_counter() - start, 2),
+                  "seconds": round(res.seconds, 2),
                   "euler_mean_log10": res.euler_error_mean_log10, "euler_max_log10": res.euler_error_max_log10}
     ref = lags[0]
     s0 = results[ref].state["s"]
@@ -115,6 +115,37 @@ def compare_lags(model: str, lags: Sequence[int] = (0, 1, 2), overrides: Mapping
     for L in lags:
         out[L]["ce_vs_ref"] = consumption_equivalent(out[L]["welfare"], out[ref]["welfare"], results[L].calibration.crra)
     return out
+
+
+def _solve(model: str, overrides: dict[str, Any], smoke: bool, verbose: bool, cache: str | None) -> Any:
+    """`solve`, or its saved solution in `cache` (keyed by model, smoke and overrides)."""
+    import hashlib
+    import json
+    import os
+    from types import SimpleNamespace
+
+    from .api import build, solve
+    from .config import calibration
+
+    path = None
+    if cache:
+        key = hashlib.sha1(json.dumps([model, smoke, sorted(overrides.items())], default=str).encode()).hexdigest()[:12]
+        path = os.path.join(cache, f"{model}-lags{overrides['price_lags']}-{key}.pt")
+        if os.path.exists(path):
+            blob = torch.load(path)
+            cal = calibration(model, overrides, smoke=smoke)
+            m = build(model, cal)
+            with torch.no_grad():
+                for p, v in zip(m.params, blob["params"]):
+                    p.copy_(v)
+            return SimpleNamespace(solver=m, state=blob["state"], calibration=cal, **blob["summary"])
+    res = solve(model, overrides=overrides, smoke=smoke, verbose=verbose)
+    if path:
+        os.makedirs(cache, exist_ok=True)
+        keys = ("converged", "epochs", "seconds", "euler_error_mean_log10", "euler_error_max_log10")
+        torch.save({"params": [p.detach() for p in res.solver.params], "state": res.state,
+                    "summary": {k: getattr(res, k) for k in keys}}, path)
+    return res
 
 
 def markdown(rows: dict[int, dict[str, Any]]) -> str:
@@ -150,8 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=2024, help="seed of the comparison's simulation")
     p.add_argument("--json", action="store_true")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--cache", metavar="DIR", help="save each solution here and reuse it on later calls")
     a = p.parse_args(argv)
-    rows = compare_lags(a.model, a.lags, parse_overrides(a.set), smoke=a.smoke, seed=a.seed, verbose=a.verbose)
+    rows = compare_lags(a.model, a.lags, parse_overrides(a.set), smoke=a.smoke, seed=a.seed, verbose=a.verbose,
+                        cache=a.cache)
     print(json.dumps(list(rows.values()), default=float) if a.json else markdown(rows))
     return 0
 

@@ -424,13 +424,19 @@ inline double interpolate(const double* S, int64_t K, double target, int64_t lo)
 // side of the target, the nodes above cannot change the result (interpolate's end rules need every
 // node below or every node above). Otherwise (no crossing, or rounding moved an exact sum across the
 // target) every node is screened and the full rules apply: the same result as screening them all.
-template <typename T>
+// `ready(k)` is called before rows [0, k) of Bz are first read (price lags blend them on demand).
+struct RowsReady {
+  void operator()(int64_t) const {}
+};
+
+template <typename T, typename Ready = RowsReady>
 inline void clear_schedule(const T* Bz, int64_t K, const T* g, int64_t J, double target, double* S, int64_t& lr,
-                           double& wr) {
+                           double& wr, const Ready& ready = Ready{}) {
   int64_t done = 0, first = -1;
   const auto screen_through = [&](int64_t upto) {  // nodes [done, upto), in screen_step's blocks
     while (done < upto) {
       const int64_t n = screen_step<T>(done, K);
+      ready(done + n);
       screen_block<T>(Bz, done, n, g, J, S);
       done += n;
     }
@@ -791,22 +797,31 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
         } else {
           zi = s;
           Bz = Bp + zi * nr * J;
-          if (lg.L) {  // the table at the path's lag: its corners blended into the slab
+          if (lg.L) {  // the table at the path's lag: its corners blended into the slab, row by row as the
+                       // clearing first reads them (it screens only up to the schedule's crossing)
             const int64_t K = lag_corners<T>(lag, lg, mc, wc);
             T* sl = slab.data();
-            const T* C0 = Bp + (zi * lg.M + mc[0]) * nr * J;
-            const T w0 = wc[0];
+            int64_t blended = 0;
+            const auto ready = [&](int64_t upto) {
+              for (; blended < upto; ++blended) {
+                T* row = sl + blended * J;
+                const T* C0 = Bp + ((zi * lg.M + mc[0]) * nr + blended) * J;
+                const T w0 = wc[0];
 #pragma omp simd
-            for (int64_t i = 0; i < nr * J; ++i) sl[i] = w0 * C0[i];
-            for (int64_t k = 1; k < K; ++k) {
-              const T* Ck = Bp + (zi * lg.M + mc[k]) * nr * J;
-              const T wk = wc[k];
+                for (int64_t j = 0; j < J; ++j) row[j] = w0 * C0[j];
+                for (int64_t k = 1; k < K; ++k) {
+                  const T* Ck = Bp + ((zi * lg.M + mc[k]) * nr + blended) * J;
+                  const T wk = wc[k];
 #pragma omp simd
-              for (int64_t i = 0; i < nr * J; ++i) sl[i] = sl[i] + wk * Ck[i];
-            }
+                  for (int64_t j = 0; j < J; ++j) row[j] = row[j] + wk * Ck[j];
+                }
+              }
+            };
+            clear_schedule<T>(sl, nr, g, J, bond_supply, S.data(), lr, wr, ready);
             Bz = sl;
+          } else {
+            clear_schedule<T>(Bz, nr, g, J, bond_supply, S.data(), lr, wr);
           }
-          clear_schedule<T>(Bz, nr, g, J, bond_supply, S.data(), lr, wr);
         }
         const T w = static_cast<T>(wr);
         const T r = rg[lr] * (T(1) - w) + rg[lr + 1] * w;
