@@ -110,10 +110,11 @@ def compare_lags(model: str, lags: Sequence[int] = (0, 1, 2), overrides: Mapping
         mom = diagnostics.moments(paths)
         for k in ("r", "K"):
             if k in mom:
-                out[L].update({f"{k}_mean": mom[k]["mean"], f"{k}_sd": mom[k]["sd"], f"{k}_autocorr": mom[k]["autocorr"]})
+                out[L].update({f"{k}_{stat}": mom[k][stat] for stat in ("mean", "sd", "autocorr")})
         out[L]["welfare"] = welfare(paths["U"], cal.beta)
     for L in lags:
-        out[L]["ce_vs_ref"] = consumption_equivalent(out[L]["welfare"], out[ref]["welfare"], results[L].calibration.crra)
+        crra = results[L].calibration.crra
+        out[L]["ce_vs_ref"] = consumption_equivalent(out[L]["welfare"], out[ref]["welfare"], crra)
     return out
 
 
