@@ -84,6 +84,10 @@ class HuggettCalibration(SolverSettings):
     r_min: float = 0.01
     r_max: float = 0.06
     n_r: int = 20
+    price_lags: int = 0
+    """Lagged interest rates r_{t-1} (1) and r_{t-2} (2) in the policy's state; 0: s(b, y, z, r)."""
+    n_lag: int = 5
+    """Nodes of each lagged-rate axis, uniform on [r_min, r_max] (coarser than the n_r grid)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,10 @@ class KSCalibration(SolverSettings):
     w_min: float = 0.9
     w_max: float = 1.5
     n_w: int = 50
+    price_lags: int = 0
+    """Lagged interest rates r_{t-1} (1) and r_{t-2} (2) in the policy's state; 0: s(k, y, r, w)."""
+    n_lag: int = 5
+    """Nodes of each lagged-rate axis, uniform on [r_min, r_max] (coarser than the n_r grid)."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,7 @@ _NONNEG = {"sd_y", "sd_z", "sd_m", "sd_r", "delta", "w_extrapolate"}
 _POSITIVE = {"lr", "clip_norm", "e_converge", "c_min", "crra", "b_max", "theta", "epsilon",
              "frisch", "R_bar", "n_max", "n_min", "pi_max", "phi_pi", "lr_firm_scale"}
 _CORR = {"rho_y", "rho_z", "rho_m", "rho_r"}
+_LAG_KEYS = ("price_lags", "n_lag")
 
 
 def _check(cal: SolverSettings) -> None:
@@ -241,6 +250,14 @@ def _check(cal: SolverSettings) -> None:
             raise ConfigError(f"{k} must be >= 2, got {getattr(cal, k)}")
     if hasattr(cal, "borrowing_limit") and not cal.borrowing_limit < cal.b_max:
         raise ConfigError(f"borrowing_limit must be < b_max, got {cal.borrowing_limit} >= {cal.b_max}")
+    if hasattr(cal, "price_lags"):
+        if cal.price_lags not in (0, 1, 2) or isinstance(cal.price_lags, bool):
+            raise ConfigError(f"price_lags must be 0, 1 or 2, got {cal.price_lags!r}")
+        if not isinstance(cal.n_lag, int) or isinstance(cal.n_lag, bool) or cal.n_lag < 2:
+            raise ConfigError(f"n_lag must be an integer >= 2, got {cal.n_lag!r}")
+        if isinstance(cal, HuggettPECalibration) and cal.price_lags:
+            raise ConfigError("price_lags is not supported for huggett-pe: its rate is a first-order Markov "
+                              "chain, so r_{t-1} says nothing about r_{t+1} that r_t does not")
     if isinstance(cal, HuggettCalibration) and not cal.r_min > -1.0:
         raise ConfigError(f"r_min must be > -1, got {cal.r_min}")
 
@@ -257,6 +274,9 @@ def calibration(model: str, overrides: Mapping[str, Any] | None = None,
     types = typing.get_type_hints(type(base))
     parsed = {}
     for k, v in (overrides or {}).items():
+        if k not in types and k in _LAG_KEYS:
+            raise ConfigError(f"{k}: price lags are not supported for {model} (huggett and ks only; "
+                              "docs/structural-rl.md, section Price lags, gives the table sizes)")
         if k not in types:
             raise ConfigError(unknown_key(k, k, types, f"calibration keys of {model}"))
         if isinstance(v, str) and types[k] is not str:  # a Python caller's string: read it as YAML

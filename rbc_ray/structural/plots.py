@@ -59,22 +59,15 @@ def distribution(result: Any, out_dir: str) -> str:
 def policy(result: Any, out_dir: str) -> str:
     """Consumption at the cleared prices of the first simulated path's last period, by income."""
     m = result.solver
-    st = {"g": result.state["g"][:1], "s": result.state["s"][:1]}
+    st = {k: v[:1] for k, v in result.state.items()}
     err, _ = m.euler_errors(st, n_paths=1) if hasattr(m, "euler_errors") else (None, None)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     b = m.b_grid.double().cpu()
     if hasattr(m, "equilibrium"):
         sh, ht = m.tables()
         c = m.equilibrium(sh, ht, m.Pi, st["g"], st["s"])["c"]
-    elif hasattr(m, "act"):
-        _, r, w = m.prices(st["g"], st["s"])
-        c, _ = m.act(m.share_table(), r, w)
-    else:
-        c_tab, b_tab = m.tables()
-        zi, lo, wt = m.prices(b_tab, st["s"], st["g"])
-        r = m.r_grid[lo] * (1 - wt) + m.r_grid[lo + 1] * wt
-        bn = b_tab[zi, lo] * (1 - wt[:, None]) + b_tab[zi, lo + 1] * wt[:, None]
-        c = m.cash[zi] - bn / (1 + r)[:, None]
+    else:  # Huggett, Krusell-Smith: at the state's prices (and lagged prices)
+        c = m.consumption(st)
     c = c[0].double().cpu().view(m.cal.n_b, -1)
     for i in range(c.shape[1]):
         ax.plot(b.numpy(), c[:, i].numpy(), label=f"y{i}")

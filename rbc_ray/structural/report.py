@@ -35,7 +35,7 @@ def impulse_response(result: Any, horizon: int | None = None, seed: int = 123) -
     runs = []
     for s0 in (state["s"], up):
         gen = torch.Generator().manual_seed(seed)
-        st = {"g": state["g"], "s": s0}
+        st = {**state, "s": s0}  # with the lagged prices, if the policy has them
         shocks = m.draw_shocks(st, gen)
         _, _, rec = m.rollout(st, shocks, record=True)
         runs.append(rec)

@@ -424,13 +424,19 @@ inline double interpolate(const double* S, int64_t K, double target, int64_t lo)
 // side of the target, the nodes above cannot change the result (interpolate's end rules need every
 // node below or every node above). Otherwise (no crossing, or rounding moved an exact sum across the
 // target) every node is screened and the full rules apply: the same result as screening them all.
-template <typename T>
+// `ready(k)` is called before rows [0, k) of Bz are first read (price lags blend them on demand).
+struct RowsReady {
+  void operator()(int64_t) const {}
+};
+
+template <typename T, typename Ready = RowsReady>
 inline void clear_schedule(const T* Bz, int64_t K, const T* g, int64_t J, double target, double* S, int64_t& lr,
-                           double& wr) {
+                           double& wr, const Ready& ready = Ready{}) {
   int64_t done = 0, first = -1;
   const auto screen_through = [&](int64_t upto) {  // nodes [done, upto), in screen_step's blocks
     while (done < upto) {
       const int64_t n = screen_step<T>(done, K);
+      ready(done + n);
       screen_block<T>(Bz, done, n, g, J, S);
       done += n;
     }
@@ -499,6 +505,79 @@ Tensor blocked_gradient(int64_t N, int64_t M, const at::TensorOptions& opts, con
     }
   });
   return out;
+}
+
+// A gradient accumulator addressed by slab (S consecutive entries: one table row at one price node).
+// DenseGrad: every slab of a block's full copy (blocked_gradient). SlabGrad: a slab is zeroed when the
+// block first touches it (blocked_gradient_slabs).
+template <typename T>
+struct DenseGrad {
+  T* base;
+  int64_t S;
+  T* at(int64_t slab) const { return base + slab * S; }
+};
+
+template <typename T>
+struct SlabGrad {
+  T* base;
+  uint8_t* seen;
+  int64_t S;
+  T* at(int64_t slab) const {
+    T* p = base + slab * S;
+    if (!seen[slab]) {
+      std::fill(p, p + S, T(0));
+      seen[slab] = 1;
+    }
+    return p;
+  }
+};
+
+// blocked_gradient for adjoints that touch few of many slabs (price lags multiply the policy table by
+// n_lag^L, and a path visits a few lag nodes): each block zeroes only the slabs it touches, and the
+// blocks are added in block order only where touched, so the sums are blocked_gradient's (adding an
+// untouched block's zeros changes no bits) without writing and reading kGradBlocks full copies of the
+// table. f(acc, n0, n1) accumulates paths [n0, n1) through acc.at(slab) (a SlabGrad).
+template <typename T, typename F>
+Tensor blocked_gradient_slabs(int64_t N, int64_t n_slabs, int64_t S, const at::TensorOptions& opts, const F& f) {
+  const int64_t K = std::max<int64_t>(1, std::min(N, kGradBlocks)), M = n_slabs * S;
+  Tensor acc = at::empty({K, M}, opts);  // pages are committed only where a block touches a slab
+  std::vector<uint8_t> seen(K * n_slabs, 0);
+  T* a = acc.data_ptr<T>();
+  parallel_paths(K, [&](int64_t k, int64_t) {
+    const SlabGrad<T> g{a + k * M, seen.data() + k * n_slabs, S};
+    f(g, k * N / K, (k + 1) * N / K);
+  });
+  Tensor out = at::empty({M}, opts);
+  T* o = out.data_ptr<T>();
+  at::parallel_for(0, n_slabs, 256, [&](int64_t s0, int64_t s1) {
+    for (int64_t sl = s0; sl < s1; ++sl) {
+      T* os = o + sl * S;
+      int64_t first = 0;
+      while (first < K && !seen[first * n_slabs + sl]) ++first;
+      if (first == K) {
+        std::fill(os, os + S, T(0));
+        continue;
+      }
+      std::memcpy(os, a + first * M + sl * S, S * sizeof(T));
+      for (int64_t k = first + 1; k < K; ++k) {
+        if (!seen[k * n_slabs + sl]) continue;
+        const T* ak = a + k * M + sl * S;
+        for (int64_t i = 0; i < S; ++i) os[i] += ak[i];
+      }
+    }
+  });
+  return out;
+}
+
+// The adjoint's gradient: blocked_gradient (dense) without lags, blocked_gradient_slabs with them.
+// body(acc, n0, n1) takes a DenseGrad or a SlabGrad.
+template <typename T, typename F>
+Tensor table_gradient(bool sparse, int64_t N, int64_t n_slabs, int64_t S, const at::TensorOptions& opts,
+                      const F& body) {
+  if (sparse) return blocked_gradient_slabs<T>(N, n_slabs, S, opts, body);
+  return blocked_gradient<T>(N, n_slabs * S, opts, [&](T* grad, int64_t n0, int64_t n1) {
+    body(DenseGrad<T>{grad, S}, n0, n1);
+  });
 }
 
 template <typename T>
@@ -598,23 +677,85 @@ struct NodeRows {
   }
 };
 
+// Lagged prices in the policy state (lags.py is the definition). lag_grid = (r_min, step, n_lag): the
+// lag axes' uniform grid; lags [N, L] (L = 0, 1, 2) the lagged prices a path starts with.
+struct LagGrid {
+  double lo = 0, step = 1;
+  int64_t n = 2, L = 0, M = 1;  // M = n^L lag nodes
+};
+
+inline LagGrid lag_grid_of(const Tensor& lags0, const std::vector<double>& v, int64_t N) {
+  TORCH_CHECK(v.size() == 3, "lag_grid: (r_min, step, n_lag) expected");
+  TORCH_CHECK(lags0.dim() == 2 && lags0.size(0) == N && lags0.size(1) <= 2 && lags0.is_contiguous(),
+              "lags: [N, L] contiguous, L <= 2");
+  LagGrid lg{v[0], v[1], static_cast<int64_t>(v[2]), lags0.size(1), 1};
+  TORCH_CHECK(lg.n >= 2, "lag_grid: n_lag >= 2");
+  for (int64_t l = 0; l < lg.L; ++l) lg.M *= lg.n;
+  return lg;
+}
+
+// Corners of the lag grid around lag[0..L) (lags.lag_corners, same arithmetic in the same order):
+// corner c = bits (b_1 .. b_L), b_1 most significant, node m[c], weight wt[c]. Returns 2^L.
+template <typename T>
+inline int64_t lag_corners(const T* lag, const LagGrid& lg, int64_t* m, T* wt) {
+  int64_t lo[2] = {0, 0};
+  T a[2] = {T(0), T(0)};
+  for (int64_t l = 0; l < lg.L; ++l) {
+    T pos = (lag[l] - static_cast<T>(lg.lo)) / static_cast<T>(lg.step);
+    pos = pos < T(0) ? T(0) : (pos > T(lg.n - 1) ? T(lg.n - 1) : pos);
+    lo[l] = std::min<int64_t>(static_cast<int64_t>(pos), lg.n - 2);
+    a[l] = pos - T(lo[l]);
+  }
+  const int64_t K = int64_t(1) << lg.L;
+  for (int64_t c = 0; c < K; ++c) {
+    int64_t idx = 0;
+    T w = T(1);
+    for (int64_t l = 0; l < lg.L; ++l) {
+      const int64_t bit = (c >> (lg.L - 1 - l)) & 1;
+      idx = idx * lg.n + lo[l] + bit;
+      const T wa = bit ? a[l] : T(1) - a[l];
+      w = l == 0 ? wa : w * wa;
+    }
+    m[c] = idx;
+    wt[c] = w;
+  }
+  return K;
+}
+
+// The lagged prices of period t of path n: lag l is the price of period t - 1 - l (p [T, N]), or the
+// path's initial lag l - t before period 0.
+template <typename T>
+inline void lags_at(const T* p, const T* lags0, int64_t t, int64_t n, int64_t N, const LagGrid& lg, T* lag) {
+  for (int64_t l = 0; l < lg.L; ++l) {
+    const int64_t u = t - 1 - l;
+    lag[l] = u >= 0 ? p[u * N + n] : lags0[n * lg.L + (l - t)];
+  }
+}
+
 // ------------------------------------------------------------------------------------------ Huggett
+// With lags (L > 0, general equilibrium) B's rows are (z node, lag node), z major: [nz M, nr, J], and each
+// period the path's lag corners are blended into a scratch slab [nr, J] that clears the market and acts.
 // B [nz, nr, J] savings b' at every node; cash [nz, J]; s_path [T(+1), N] aggregate state per period
 // (z node, or r node in partial equilibrium); g0 [N, J]. Returns
 //   obj [N] (sum_t beta^t d_t . u_t, plus beta^T d_T . V_n given the terminal value V [N, J]), g_T [N, J],
-//   d_hist [T, N, J], zi/lo_r [T, N] (long), w_r, r, and records resid, B (demand), C, Ey, at_limit [T, N]
-//   (zeros unless record).
+//   d_hist [T, N, J], zi/lo_r [T, N] (long), w_r, r, and records resid, B (demand), C, Ey, at_limit,
+//   U (population utility g . u) [T, N] (zeros unless record), and the final lags [N, L].
 template <typename T>
 std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, const Tensor& r_grid,
                                          const Tensor& s_path, const Tensor& g0, const Tensor& P_y,
                                          const Tensor& b_grid, const Tensor& lut, double bmin, double inv_h,
                                          const Tensor& y_j, int64_t T_, double beta, double crra,
                                          double c_min, double bond_supply, bool partial, bool evolve_g,
-                                         bool record, const Tensor& d_hist, const Tensor& V) {
-  const int64_t nz = B.size(0), nr = B.size(1), J = B.size(2), N = g0.size(0);
+                                         bool record, const Tensor& d_hist, const Tensor& V, const Tensor& lags0,
+                                         const std::vector<double>& lag_grid) {
+  const int64_t nr = B.size(1), J = B.size(2), N = g0.size(0);
   const int64_t ny = P_y.size(0), nb = J / ny;
+  const LagGrid lg = lag_grid_of(lags0, lag_grid, N);
+  TORCH_CHECK(B.size(0) == cash.size(0) * lg.M && (lg.L == 0 || !partial), "huggett: B [nz n_lag^L, nr, J]");
   auto opts = g0.options();
   Tensor g_out = g0.clone();
+  Tensor lags_out = lags0.clone();
+  T* lagp = lags_out.data_ptr<T>();
   check_history(d_hist, T_, N, J, g0);
   Tensor obj = at::zeros({N}, opts);
   Tensor lo_r = at::empty({T_, N}, s_path.options());
@@ -622,7 +763,7 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
   Tensor w_r = at::empty({T_, N}, opts), r_t = at::empty({T_, N}, opts);
   const int64_t nrec = record ? T_ : 0;
   Tensor resid = at::zeros({T_, N}, opts);
-  Tensor rec = at::zeros({4, nrec, N}, opts);  // demand, C, Ey, at_limit
+  Tensor rec = at::zeros({5, nrec, N}, opts);  // demand, C, Ey, at_limit, U
   const T* Bp = B.data_ptr<T>();
   const T* cashp = cash.data_ptr<T>();
   const T* rg = r_grid.data_ptr<T>();
@@ -657,23 +798,52 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
     }
   }
   parallel_paths(N, [&](int64_t n0, int64_t n1) {
-    std::vector<T> d(J), tg(J), td(J), bn(J), c(J), u(J), wb(J);
+    std::vector<T> d(J), tg(J), td(J), bn(J), c(J), u(J), wb(J), slab(lg.L ? nr * J : 0);
     std::vector<int32_t> lo(J);
     std::vector<double> S(nr);
+    int64_t mc[4];
+    T wc[4];
     for (int64_t n = n0; n < n1; ++n) {
       T* g = gp + n * J;
+      T* lag = lagp + n * lg.L;
       std::fill(d.begin(), d.end(), T(1) / T(J));
       double disc = 1.0, total = 0.0;
       for (int64_t t = 0; t < T_; ++t) {
         const int64_t s = sp[t * N + n];
         int64_t zi, lr;
         double wr;
+        const T* Bz = Bp;
         if (partial) {
           zi = 0;
           node_bracket(s, nr, lr, wr);
         } else {
           zi = s;
-          clear_schedule<T>(Bp + zi * nr * J, nr, g, J, bond_supply, S.data(), lr, wr);
+          Bz = Bp + zi * nr * J;
+          if (lg.L) {  // the table at the path's lag: its corners blended into the slab, row by row as the
+                       // clearing first reads them (it screens only up to the schedule's crossing)
+            const int64_t K = lag_corners<T>(lag, lg, mc, wc);
+            T* sl = slab.data();
+            int64_t blended = 0;
+            const auto ready = [&](int64_t upto) {
+              for (; blended < upto; ++blended) {
+                T* row = sl + blended * J;
+                const T* C0 = Bp + ((zi * lg.M + mc[0]) * nr + blended) * J;
+                const T w0 = wc[0];
+#pragma omp simd
+                for (int64_t j = 0; j < J; ++j) row[j] = w0 * C0[j];
+                for (int64_t k = 1; k < K; ++k) {
+                  const T* Ck = Bp + ((zi * lg.M + mc[k]) * nr + blended) * J;
+                  const T wk = wc[k];
+#pragma omp simd
+                  for (int64_t j = 0; j < J; ++j) row[j] = row[j] + wk * Ck[j];
+                }
+              }
+            };
+            clear_schedule<T>(sl, nr, g, J, bond_supply, S.data(), lr, wr, ready);
+            Bz = sl;
+          } else {
+            clear_schedule<T>(Bz, nr, g, J, bond_supply, S.data(), lr, wr);
+          }
         }
         const T w = static_cast<T>(wr);
         const T r = rg[lr] * (T(1) - w) + rg[lr + 1] * w;
@@ -682,6 +852,8 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
         lop[t * N + n] = lr;
         wp[t * N + n] = w;
         rp[t * N + n] = r;
+        for (int64_t l = lg.L - 1; l > 0; --l) lag[l] = lag[l - 1];  // today's rate is tomorrow's r_-1
+        if (lg.L) lag[0] = r;
         std::memcpy(dh + (t * N + n) * J, d.data(), J * sizeof(T));
         if (node_rows) {
           total += disc * dot<T>(d.data(), &rows.u[s * J], J);
@@ -692,7 +864,7 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
           mix_forward<T>(td.data(), P, nb, ny, d.data());
           continue;
         }
-        const T* B0 = Bp + (zi * nr + lr) * J;
+        const T* B0 = Bz + lr * J;
         const T* B1 = B0 + J;
         const T* cz = cashp + zi * J;
         T* bnp = bn.data();
@@ -723,6 +895,7 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
             recp[(1 * nrec + t) * N + n] = static_cast<T>(dot<T>(cp, g, J));
             recp[(2 * nrec + t) * N + n] = static_cast<T>(dot<T>(yj, g, J));
             recp[(3 * nrec + t) * N + n] = at_limit;
+            recp[(4 * nrec + t) * N + n] = static_cast<T>(dot<T>(u.data(), g, J));
           }
           mix_forward<T>(tg.data(), P, nb, ny, g);
         }
@@ -733,16 +906,20 @@ std::vector<Tensor> huggett_forward_impl(const Tensor& B, const Tensor& cash, co
       objp[n] = static_cast<T>(total);
     }
   });
-  return {obj, g_out, d_hist, zi_t, lo_r, w_r, r_t, resid, rec};
+  return {obj, g_out, d_hist, zi_t, lo_r, w_r, r_t, resid, rec, lags_out};
 }
 
 template <typename T>
 Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& cash, const Tensor& d_hist,
                              const Tensor& zi_t, const Tensor& lo_r, const Tensor& w_r, const Tensor& r_t,
                              const Tensor& P_y, const Tensor& b_grid, const Tensor& lut, double bmin,
-                             double inv_h, double beta, double crra, double c_min, const Tensor& V) {
-  const int64_t nz = B.size(0), nr = B.size(1), J = B.size(2);
+                             double inv_h, double beta, double crra, double c_min, const Tensor& V, const Tensor& lags0,
+                             const std::vector<double>& lag_grid) {
+  const int64_t nz = B.size(0), nr = B.size(1), J = B.size(2);  // nz: table rows (z node, lag node)
   const int64_t T_ = d_hist.size(0), N = d_hist.size(1);
+  const LagGrid lg = lag_grid_of(lags0, lag_grid, N);
+  TORCH_CHECK(B.size(0) == cash.size(0) * lg.M, "huggett: B [nz n_lag^L, nr, J]");
+  const T* lags0p = lags0.data_ptr<T>();
   const int64_t ny = P_y.size(0), nb = J / ny;
   const T* Bp = B.data_ptr<T>();
   const T* cashp = cash.data_ptr<T>();
@@ -762,7 +939,7 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
   std::vector<int32_t> yidx(J);
   for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
   // every price on a node (partial equilibrium): node rows keyed by z node and rate node
-  bool on_nodes = true;
+  bool on_nodes = lg.L == 0;
   for (int64_t i = 0; i < T_ * N && on_nodes; ++i) on_nodes = wp[i] == T(0) || wp[i] == T(1);
   NodeRows<T> rows(on_nodes ? nz * nr : 0, J, true);
   if (on_nodes) {
@@ -777,11 +954,15 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
       rows.build(k, B0, B0 + J, w, T(1) / (T(1) + rp[i]), cashp + zip[i] * J, loc, crra, cmin);
     }
   }
-  Tensor grad_table = blocked_gradient<T>(N, nz * nr * J, B.options(), [&](T* grad, int64_t n0, int64_t n1) {
-    std::vector<T> lam(J), lam_new(J), V(J), bn(J), c(J), u(J), mu(J), wb(J), dw(J);
+  Tensor grad_table = table_gradient<T>(lg.L > 0, N, nz * nr, J, B.options(), [&](const auto& acc, int64_t n0,
+                                                                                int64_t n1) {
+    std::vector<T> lam(J), lam_new(J), V(J), bn(J), c(J), u(J), mu(J), wb(J), dw(J), gbv(lg.L ? J : 0);
+    std::vector<T> slo(lg.L ? J : 0), shi(lg.L ? J : 0);
     std::vector<int32_t> lo(J);
     const int32_t* yi = yidx.data();
     const int32_t ny32 = static_cast<int32_t>(ny);
+    int64_t mc[4];
+    T wc[4], lag[2];
     for (int64_t n = n0; n < n1; ++n) {
       terminal_adjoint<T>(lam, Vt == nullptr ? nullptr : Vt + n * J, betaT, go[n]);
       for (int64_t t = T_ - 1; t >= 0; --t) {
@@ -795,7 +976,7 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
           const T *ur = &rows.u[k * J], *mur = &rows.mu[k * J], *wr = &rows.wb[k * J], *dwr = &rows.dw[k * J];
           const int32_t* lor = &rows.lo[k * J];
           const T* d = dh + (t * N + n) * J;
-          T* G = grad + k * J;
+          T* G = acc.at(k);
           T *Vp = V.data(), *ln = lam_new.data();
 #pragma omp simd
           for (int64_t j = 0; j < J; ++j) {
@@ -809,8 +990,25 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
         }
         const T* B0 = Bp + (zi * nr + lr) * J;
         const T* B1 = B0 + J;
-        T* G0 = grad + (zi * nr + lr) * J;
-        T* G1 = G0 + J;
+        T* G0 = lg.L ? nullptr : acc.at(zi * nr + lr);
+        T* G1 = lg.L ? nullptr : acc.at(zi * nr + lr + 1);
+        int64_t K = 0;
+        if (lg.L) {  // the lag-blended rows lr and lr + 1 of the forward's slab
+          lags_at<T>(rp, lags0p, t, n, N, lg, lag);
+          K = lag_corners<T>(lag, lg, mc, wc);
+          for (int64_t k = 0; k < K; ++k) {
+            const T* Ck = Bp + ((zi * lg.M + mc[k]) * nr + lr) * J;
+            const T wk = wc[k];
+            T *a0 = slo.data(), *a1 = shi.data();
+#pragma omp simd
+            for (int64_t j = 0; j < J; ++j) {
+              a0[j] = k == 0 ? wk * Ck[j] : a0[j] + wk * Ck[j];
+              a1[j] = k == 0 ? wk * Ck[J + j] : a1[j] + wk * Ck[J + j];
+            }
+          }
+          B0 = slo.data();
+          B1 = shi.data();
+        }
         const T* cz = cashp + zi * J;
         const T* d = dh + (t * N + n) * J;
         T *bnp = bn.data(), *cp = c.data(), *up = u.data(), *mup = mu.data(), *wbp = wb.data(), *dwp = dw.data();
@@ -823,14 +1021,33 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
         }
         utility_row<T, true, true>(cp, J, crra, cmin, up, mup);
         lottery_row<T, true>(loc, bnp, J, lo.data(), wbp, dwp);
+        const auto gb_row = [&](auto lagged) {
 #pragma omp simd
-        for (int64_t j = 0; j < J; ++j) {
-          const int32_t i0 = lop_[j] * ny32 + yi[j];
-          const T v0 = Vp[i0], v1 = Vp[i0 + ny32];
-          ln[j] = bt * up[j] + (T(1) - wbp[j]) * v0 + wbp[j] * v1;
-          const T gb = d[j] * (-bt * mup[j] * q + (v1 - v0) * dwp[j]);
-          G0[j] += (T(1) - w) * gb;
-          G1[j] += w * gb;
+          for (int64_t j = 0; j < J; ++j) {
+            const int32_t i0 = lop_[j] * ny32 + yi[j];
+            const T v0 = Vp[i0], v1 = Vp[i0 + ny32];
+            ln[j] = bt * up[j] + (T(1) - wbp[j]) * v0 + wbp[j] * v1;
+            const T gb = d[j] * (-bt * mup[j] * q + (v1 - v0) * dwp[j]);
+            if constexpr (decltype(lagged)::value) {
+              gbv[j] = gb;
+            } else {
+              G0[j] += (T(1) - w) * gb;
+              G1[j] += w * gb;
+            }
+          }
+        };
+        if (K) gb_row(std::true_type{});
+        else gb_row(std::false_type{});
+        for (int64_t k = 0; k < K; ++k) {  // autograd's rule: corner k gets w_k (1 - w) gb and w_k w gb
+          T* H0 = acc.at((zi * lg.M + mc[k]) * nr + lr);
+          T* H1 = acc.at((zi * lg.M + mc[k]) * nr + lr + 1);
+          const T wk = wc[k];
+          const T* gv = gbv.data();
+#pragma omp simd
+          for (int64_t j = 0; j < J; ++j) {
+            H0[j] += wk * ((T(1) - w) * gv[j]);
+            H1[j] += wk * (w * gv[j]);
+          }
         }
         std::swap(lam, lam_new);
       }
@@ -841,7 +1058,9 @@ Tensor huggett_backward_impl(const Tensor& gobj, const Tensor& B, const Tensor& 
 
 // ------------------------------------------------------------------------------------ Krusell-Smith
 // share [nw, nr, J] consumption share; b_j, y_j [J]; z_grid [nz]; s_path [T(+1), N] TFP nodes.
-// Returns obj [N], g_T, d_hist [T, N, J], r, w [T, N], and records K, C, resid, at_limit [T, N].
+// Returns obj [N], g_T, d_hist [T, N, J], r, w [T, N], records K, C, resid, at_limit, U [T, N], and the
+// final lags [N, L]. With lags (L > 0) share's rows are (w node, lag node), w major: [nw M, nr, J], and the
+// share is the lag-corner blend of the bilinear (r, w) interpolations.
 template <typename T>
 std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, const Tensor& y_j,
                                     const Tensor& z_grid, const Tensor& s_path, const Tensor& g0,
@@ -849,17 +1068,22 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
                                     double inv_h, int64_t T_, double beta, double crra, double c_min,
                                     double borrowing_limit, double alpha, double delta, double r_min,
                                     double dr, double w_min, double dw_step, bool record,
-                                    const Tensor& d_hist, const Tensor& V) {
-  const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2), N = g0.size(0);
+                                    const Tensor& d_hist, const Tensor& V, const Tensor& lags0, const std::vector<double>& lag_grid) {
+  const int64_t nr = share.size(1), J = share.size(2), N = g0.size(0);
   const int64_t ny = P_y.size(0), nb = J / ny;
+  const LagGrid lg = lag_grid_of(lags0, lag_grid, N);
+  TORCH_CHECK(share.size(0) % lg.M == 0, "ks: share [nw n_lag^L, nr, J]");
+  const int64_t nw = share.size(0) / lg.M, M = lg.M;
   auto opts = g0.options();
   Tensor g_out = g0.clone();
+  Tensor lags_out = lags0.clone();
+  T* lagp = lags_out.data_ptr<T>();
   check_history(d_hist, T_, N, J, g0);
   Tensor obj = at::zeros({N}, opts);
   Tensor r_t = at::empty({T_, N}, opts), w_t = at::empty({T_, N}, opts);
   Tensor resid = at::zeros({T_, N}, opts);
   const int64_t nrec = record ? T_ : 0;
-  Tensor rec = at::zeros({3, nrec, N}, opts);  // K, C, at_limit
+  Tensor rec = at::zeros({4, nrec, N}, opts);  // K, C, at_limit, U
   const T* sh = share.data_ptr<T>();
   const T* bj = b_j.data_ptr<T>();
   const T* yj = y_j.data_ptr<T>();
@@ -878,10 +1102,13 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
   const T* Vt = terminal_value<T>(V, N, J);
   const double betaT = std::pow(beta, static_cast<double>(T_));
   parallel_paths(N, [&](int64_t n0, int64_t n1) {
-    std::vector<T> d(J), tg(J), td(J), kn(J), c(J), u(J), wb(J);
+    std::vector<T> d(J), tg(J), td(J), kn(J), c(J), u(J), wb(J), sv(lg.L ? J : 0);
     std::vector<int32_t> lo(J);
+    int64_t mc[4];
+    T wc[4];
     for (int64_t n = n0; n < n1; ++n) {
       T* g = gp + n * J;
+      T* lag = lagp + n * lg.L;
       std::fill(d.begin(), d.end(), T(1) / T(J));
       double disc = 1.0, total = 0.0;
       for (int64_t t = 0; t < T_; ++t) {
@@ -905,19 +1132,47 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
         const T* S10 = sh + ((lw + 1) * nr + lr) * J;
         const T* S11 = S10 + J;
         std::memcpy(dh + (t * N + n) * J, d.data(), J * sizeof(T));
-        T *knp = kn.data(), *cp = c.data();
+        if (lg.L) {  // the share at the path's lag: lag corners of the bilinear (r, w) interpolation
+          const int64_t K = lag_corners<T>(lag, lg, mc, wc);
+          for (int64_t k = 0; k < K; ++k) {
+            const T* C00 = sh + ((lw * M + mc[k]) * nr + lr) * J;
+            const T* C10 = sh + (((lw + 1) * M + mc[k]) * nr + lr) * J;
+            const T wk = wc[k];
+            T* svp = sv.data();
 #pragma omp simd
-        for (int64_t j = 0; j < J; ++j) {
-          const T s_lo = S00[j] * (T(1) - ar) + S01[j] * ar;
-          const T s_hi = S10[j] * (T(1) - ar) + S11[j] * ar;
-          const T s = s_lo * (T(1) - aw) + s_hi * aw;
-          const T cash = (T(1) + r) * bj[j] + wage * yj[j];
-          T cc = s * cash;
-          cc = cc < cmin ? cmin : cc;
-          cc = std::min(cc, cash - bl);
-          cp[j] = cc;
-          knp[j] = cash - cc;
+            for (int64_t j = 0; j < J; ++j) {
+              const T s_lo = C00[j] * (T(1) - ar) + C00[J + j] * ar;
+              const T s_hi = C10[j] * (T(1) - ar) + C10[J + j] * ar;
+              const T x = wk * (s_lo * (T(1) - aw) + s_hi * aw);
+              svp[j] = k == 0 ? x : svp[j] + x;
+            }
+          }
+          for (int64_t l = lg.L - 1; l > 0; --l) lag[l] = lag[l - 1];  // today's rate is tomorrow's r_-1
+          lag[0] = r;
         }
+        const T* svp = sv.data();
+        T *knp = kn.data(), *cp = c.data();
+        const auto act_row = [&](auto lagged) {
+#pragma omp simd
+          for (int64_t j = 0; j < J; ++j) {
+            T s;
+            if constexpr (decltype(lagged)::value) {
+              s = svp[j];
+            } else {
+              const T s_lo = S00[j] * (T(1) - ar) + S01[j] * ar;
+              const T s_hi = S10[j] * (T(1) - ar) + S11[j] * ar;
+              s = s_lo * (T(1) - aw) + s_hi * aw;
+            }
+            const T cash = (T(1) + r) * bj[j] + wage * yj[j];
+            T cc = s * cash;
+            cc = cc < cmin ? cmin : cc;
+            cc = std::min(cc, cash - bl);
+            cp[j] = cc;
+            knp[j] = cash - cc;
+          }
+        };
+        if (lg.L) act_row(std::true_type{});
+        else act_row(std::false_type{});
         utility_row<T, false, false>(cp, J, crra, cmin, u.data(), nullptr);
         total += disc * dot<T>(d.data(), u.data(), J);
         disc *= beta;
@@ -932,6 +1187,7 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
           recp[(0 * nrec + t) * N + n] = K;
           recp[(1 * nrec + t) * N + n] = static_cast<T>(dot<T>(cp, g, J));
           recp[(2 * nrec + t) * N + n] = at_limit;
+          recp[(3 * nrec + t) * N + n] = static_cast<T>(dot<T>(u.data(), g, J));
         }
         mix_forward<T>(td.data(), P, nb, ny, d.data());
         mix_forward<T>(tg.data(), P, nb, ny, g);
@@ -941,7 +1197,7 @@ std::vector<Tensor> ks_forward_impl(const Tensor& share, const Tensor& b_j, cons
       objp[n] = static_cast<T>(total);
     }
   });
-  return {obj, g_out, d_hist, r_t, w_t, resid, rec};
+  return {obj, g_out, d_hist, r_t, w_t, resid, rec, lags_out};
 }
 
 template <typename T>
@@ -949,9 +1205,13 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
                         const Tensor& d_hist, const Tensor& r_t, const Tensor& w_t, const Tensor& P_y,
                         const Tensor& b_grid, const Tensor& lut, double bmin, double inv_h, double beta,
                         double crra, double c_min, double borrowing_limit, double r_min, double dr,
-                        double w_min, double dw_step, const Tensor& V) {
-  const int64_t nw = share.size(0), nr = share.size(1), J = share.size(2);
+                        double w_min, double dw_step, const Tensor& V, const Tensor& lags0, const std::vector<double>& lag_grid) {
+  const int64_t nr = share.size(1), J = share.size(2);
   const int64_t T_ = d_hist.size(0), N = d_hist.size(1);
+  const LagGrid lg = lag_grid_of(lags0, lag_grid, N);
+  TORCH_CHECK(share.size(0) % lg.M == 0, "ks: share [nw n_lag^L, nr, J]");
+  const int64_t nw = share.size(0) / lg.M, M = lg.M;
+  const T* lags0p = lags0.data_ptr<T>();
   const int64_t ny = P_y.size(0), nb = J / ny;
   const T* sh = share.data_ptr<T>();
   const T* bj = b_j.data_ptr<T>();
@@ -969,11 +1229,15 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
   for (int64_t t = 0; t < T_; ++t) disc[t] = std::pow(beta, static_cast<double>(t));
   std::vector<int32_t> yidx(J);
   for (int64_t j = 0; j < J; ++j) yidx[j] = static_cast<int32_t>(j % ny);
-  Tensor grad_table = blocked_gradient<T>(N, nw * nr * J, share.options(), [&](T* grad, int64_t n0, int64_t n1) {
-    std::vector<T> lam(J), lam_new(J), V(J), kn(J), c(J), dc(J), u(J), mu(J), wb(J), dwv(J);
+  Tensor grad_table = table_gradient<T>(lg.L > 0, N, nw * M * nr, J, share.options(), [&](const auto& acc,
+                                                                                      int64_t n0, int64_t n1) {
+    std::vector<T> lam(J), lam_new(J), V(J), kn(J), c(J), dc(J), u(J), mu(J), wb(J), dwv(J), sv(lg.L ? J : 0),
+        gsv(lg.L ? J : 0);
     std::vector<int32_t> lo(J);
     const int32_t* yi = yidx.data();
     const int32_t ny32 = static_cast<int32_t>(ny);
+    int64_t mc[4];
+    T wc[4], lag[2];
     for (int64_t n = n0; n < n1; ++n) {
       terminal_adjoint<T>(lam, Vt == nullptr ? nullptr : Vt + n * J, betaT, go[n]);
       for (int64_t t = T_ - 1; t >= 0; --t) {
@@ -989,46 +1253,99 @@ Tensor ks_backward_impl(const Tensor& gobj, const Tensor& share, const Tensor& b
         const T c00 = (T(1) - ar) * (T(1) - aw), c01 = ar * (T(1) - aw), c10 = (T(1) - ar) * aw, c11 = ar * aw;
         const int64_t o00 = (lw * nr + lr) * J, o10 = ((lw + 1) * nr + lr) * J;
         const T *S00 = sh + o00, *S01 = S00 + J, *S10 = sh + o10, *S11 = S10 + J;
-        T *G00 = grad + o00, *G01 = G00 + J, *G10 = grad + o10, *G11 = G10 + J;
+        T *G00 = nullptr, *G01 = nullptr, *G10 = nullptr, *G11 = nullptr;
+        if (!lg.L) {
+          G00 = acc.at(o00 / J), G01 = acc.at(o00 / J + 1), G10 = acc.at(o10 / J), G11 = acc.at(o10 / J + 1);
+        }
         const T bt = static_cast<T>(disc[t] * static_cast<double>(go[n]));
         mix_backward<T>(lam.data(), P, nb, ny, V.data());
         const T* d = dh + (t * N + n) * J;
         T *knp = kn.data(), *cp = c.data(), *dcp = dc.data(), *up = u.data(), *mup = mu.data();
         T *wbp = wb.data(), *dwp = dwv.data(), *Vp = V.data(), *ln = lam_new.data();
         const int32_t* lop_ = lo.data();
+        int64_t K = 0;
+        if (lg.L) {  // the forward's lag-blended share
+          lags_at<T>(rp, lags0p, t, n, N, lg, lag);
+          K = lag_corners<T>(lag, lg, mc, wc);
+          for (int64_t k = 0; k < K; ++k) {
+            const T* C00 = sh + ((lw * M + mc[k]) * nr + lr) * J;
+            const T* C10 = sh + (((lw + 1) * M + mc[k]) * nr + lr) * J;
+            const T wk = wc[k];
+            T* svp = sv.data();
 #pragma omp simd
-        for (int64_t j = 0; j < J; ++j) {
-          const T s_lo = S00[j] * (T(1) - ar) + S01[j] * ar;
-          const T s_hi = S10[j] * (T(1) - ar) + S11[j] * ar;
-          const T s = s_lo * (T(1) - aw) + s_hi * aw;
-          const T cash = (T(1) + r) * bj[j] + wage * yj[j];
-          const T c0 = s * cash;
-          const T c1 = c0 < cmin ? cmin : c0;
-          const T cap = cash - bl;
-          const T cc = std::min(c1, cap);
-          // torch's gradients: clamp passes where c0 >= c_min; minimum splits a tie evenly
-          dcp[j] = c0 >= cmin ? (c1 < cap ? cash : (c1 == cap ? T(0.5) * cash : T(0))) : T(0);
-          cp[j] = cc;
-          knp[j] = cash - cc;
+            for (int64_t j = 0; j < J; ++j) {
+              const T s_lo = C00[j] * (T(1) - ar) + C00[J + j] * ar;
+              const T s_hi = C10[j] * (T(1) - ar) + C10[J + j] * ar;
+              const T x = wk * (s_lo * (T(1) - aw) + s_hi * aw);
+              svp[j] = k == 0 ? x : svp[j] + x;
+            }
+          }
         }
+        const T* svp = sv.data();
+        T* gsp = gsv.data();
+        const auto act_row = [&](auto lagged) {
+#pragma omp simd
+          for (int64_t j = 0; j < J; ++j) {
+            T s;
+            if constexpr (decltype(lagged)::value) {
+              s = svp[j];
+            } else {
+              const T s_lo = S00[j] * (T(1) - ar) + S01[j] * ar;
+              const T s_hi = S10[j] * (T(1) - ar) + S11[j] * ar;
+              s = s_lo * (T(1) - aw) + s_hi * aw;
+            }
+            const T cash = (T(1) + r) * bj[j] + wage * yj[j];
+            const T c0 = s * cash;
+            const T c1 = c0 < cmin ? cmin : c0;
+            const T cap = cash - bl;
+            const T cc = std::min(c1, cap);
+            // torch's gradients: clamp passes where c0 >= c_min; minimum splits a tie evenly
+            dcp[j] = c0 >= cmin ? (c1 < cap ? cash : (c1 == cap ? T(0.5) * cash : T(0))) : T(0);
+            cp[j] = cc;
+            knp[j] = cash - cc;
+          }
+        };
+        if (K) act_row(std::true_type{});
+        else act_row(std::false_type{});
         utility_row<T, false, true>(cp, J, crra, cmin, up, mup);
         lottery_row<T, true>(loc, knp, J, lo.data(), wbp, dwp);
+        const auto gs_row = [&](auto lagged) {
 #pragma omp simd
-        for (int64_t j = 0; j < J; ++j) {
-          const int32_t i0 = lop_[j] * ny32 + yi[j];
-          const T v0 = Vp[i0], v1 = Vp[i0 + ny32];
-          ln[j] = bt * up[j] + (T(1) - wbp[j]) * v0 + wbp[j] * v1;
-          const T gs = d[j] * (bt * mup[j] - (v1 - v0) * dwp[j]) * dcp[j];
-          G00[j] += c00 * gs;
-          G01[j] += c01 * gs;
-          G10[j] += c10 * gs;
-          G11[j] += c11 * gs;
+          for (int64_t j = 0; j < J; ++j) {
+            const int32_t i0 = lop_[j] * ny32 + yi[j];
+            const T v0 = Vp[i0], v1 = Vp[i0 + ny32];
+            ln[j] = bt * up[j] + (T(1) - wbp[j]) * v0 + wbp[j] * v1;
+            const T gs = d[j] * (bt * mup[j] - (v1 - v0) * dwp[j]) * dcp[j];
+            if constexpr (decltype(lagged)::value) {
+              gsp[j] = gs;
+            } else {
+              G00[j] += c00 * gs;
+              G01[j] += c01 * gs;
+              G10[j] += c10 * gs;
+              G11[j] += c11 * gs;
+            }
+          }
+        };
+        if (K) gs_row(std::true_type{});
+        else gs_row(std::false_type{});
+        for (int64_t k = 0; k < K; ++k) {  // corner k of the lags gets w_k of the share's gradient
+          const int64_t s00 = (lw * M + mc[k]) * nr + lr, s10 = ((lw + 1) * M + mc[k]) * nr + lr;
+          T *H00 = acc.at(s00), *H01 = acc.at(s00 + 1), *H10 = acc.at(s10), *H11 = acc.at(s10 + 1);
+          const T wk = wc[k];
+#pragma omp simd
+          for (int64_t j = 0; j < J; ++j) {
+            const T gk = wk * gsp[j];
+            H00[j] += c00 * gk;
+            H01[j] += c01 * gk;
+            H10[j] += c10 * gk;
+            H11[j] += c11 * gk;
+          }
         }
         std::swap(lam, lam_new);
       }
     }
   });
-  return grad_table.view({nw, nr, J});
+  return grad_table.view({nw * M, nr, J});
 }
 
 void check_cpu(const std::vector<Tensor>& ts) {
@@ -1713,24 +2030,27 @@ std::vector<Tensor> huggett_forward(Tensor B, Tensor cash, Tensor r_grid, Tensor
                                     Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h,
                                     Tensor y_j, int64_t T_, double beta, double crra, double c_min,
                                     double bond_supply, bool partial, bool evolve_g, bool record,
-                                    Tensor d_hist, Tensor V) {
-  check_cpu({B, cash, r_grid, s_path, g0, P_y, b_grid, lut, y_j});
+                                    Tensor d_hist, Tensor V, Tensor lags0, std::vector<double> lag_grid) {
+  check_cpu({B, cash, r_grid, s_path, g0, P_y, b_grid, lut, y_j, lags0});
+  TORCH_CHECK(lags0.scalar_type() == B.scalar_type(), "lags: the table's dtype");
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(B.scalar_type(), "huggett_forward", [&] {
     out = huggett_forward_impl<scalar_t>(B, cash, r_grid, s_path, g0, P_y, b_grid, lut, bmin, inv_h, y_j, T_,
-                                         beta, crra, c_min, bond_supply, partial, evolve_g, record, d_hist, V);
+                                         beta, crra, c_min, bond_supply, partial, evolve_g, record, d_hist,
+                                         V, lags0, lag_grid);
   });
   return out;
 }
 
 Tensor huggett_backward(Tensor gobj, Tensor B, Tensor cash, Tensor d_hist, Tensor zi_t, Tensor lo_r, Tensor w_r,
                         Tensor r_t, Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h, double beta,
-                        double crra, double c_min, Tensor V) {
-  check_cpu({gobj, B, cash, d_hist, zi_t, lo_r, w_r, r_t, P_y, b_grid, lut});
+                        double crra, double c_min, Tensor V, Tensor lags0, std::vector<double> lag_grid) {
+  check_cpu({gobj, B, cash, d_hist, zi_t, lo_r, w_r, r_t, P_y, b_grid, lut, lags0});
+  TORCH_CHECK(lags0.scalar_type() == B.scalar_type(), "lags: the table's dtype");
   Tensor out;
   AT_DISPATCH_FLOATING_TYPES(B.scalar_type(), "huggett_backward", [&] {
     out = huggett_backward_impl<scalar_t>(gobj, B, cash, d_hist, zi_t, lo_r, w_r, r_t, P_y, b_grid, lut, bmin,
-                                          inv_h, beta, crra, c_min, V);
+                                          inv_h, beta, crra, c_min, V, lags0, lag_grid);
   });
   return out;
 }
@@ -1739,13 +2059,14 @@ std::vector<Tensor> ks_forward(Tensor share, Tensor b_j, Tensor y_j, Tensor z_gr
                                Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h, int64_t T_,
                                double beta, double crra, double c_min, double borrowing_limit, double alpha,
                                double delta, double r_min, double dr, double w_min, double dw_step, bool record,
-                               Tensor d_hist, Tensor V) {
-  check_cpu({share, b_j, y_j, z_grid, s_path, g0, P_y, b_grid, lut});
+                               Tensor d_hist, Tensor V, Tensor lags0, std::vector<double> lag_grid) {
+  check_cpu({share, b_j, y_j, z_grid, s_path, g0, P_y, b_grid, lut, lags0});
+  TORCH_CHECK(lags0.scalar_type() == share.scalar_type(), "lags: the table's dtype");
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "ks_forward", [&] {
     out = ks_forward_impl<scalar_t>(share, b_j, y_j, z_grid, s_path, g0, P_y, b_grid, lut, bmin, inv_h, T_, beta,
                                     crra, c_min, borrowing_limit, alpha, delta, r_min, dr, w_min, dw_step, record,
-                                    d_hist, V);
+                                    d_hist, V, lags0, lag_grid);
   });
   return out;
 }
@@ -1753,12 +2074,13 @@ std::vector<Tensor> ks_forward(Tensor share, Tensor b_j, Tensor y_j, Tensor z_gr
 Tensor ks_backward(Tensor gobj, Tensor share, Tensor b_j, Tensor y_j, Tensor d_hist, Tensor r_t, Tensor w_t,
                    Tensor P_y, Tensor b_grid, Tensor lut, double bmin, double inv_h, double beta, double crra,
                    double c_min, double borrowing_limit, double r_min, double dr, double w_min, double dw_step,
-                   Tensor V) {
-  check_cpu({gobj, share, b_j, y_j, d_hist, r_t, w_t, P_y, b_grid, lut});
+                   Tensor V, Tensor lags0, std::vector<double> lag_grid) {
+  check_cpu({gobj, share, b_j, y_j, d_hist, r_t, w_t, P_y, b_grid, lut, lags0});
+  TORCH_CHECK(lags0.scalar_type() == share.scalar_type(), "lags: the table's dtype");
   Tensor out;
   AT_DISPATCH_FLOATING_TYPES(share.scalar_type(), "ks_backward", [&] {
     out = ks_backward_impl<scalar_t>(gobj, share, b_j, y_j, d_hist, r_t, w_t, P_y, b_grid, lut, bmin, inv_h, beta,
-                                     crra, c_min, borrowing_limit, r_min, dr, w_min, dw_step, V);
+                                     crra, c_min, borrowing_limit, r_min, dr, w_min, dw_step, V, lags0, lag_grid);
   });
   return out;
 }
