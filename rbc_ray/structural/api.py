@@ -117,9 +117,8 @@ def solve(model: str, overrides: Mapping[str, Any] | None = None, smoke: bool = 
         clearing_residual_max=float(resid.double().max()), euler_error_mean_log10=ee_mean,
         euler_error_max_log10=ee_max, euler_error_share_above_1pct=diagnostics.safe(ee_share),
         calibration=cal, log=log, paths=paths, state=final, solver=m)
-    if "U" in paths:  # (1 - beta) E[sum_t beta^t g_t . u(c_t)] over the recorded simulation (lags.welfare)
-        from .lags import welfare
-        res.extra["welfare"] = welfare(paths["U"], cal.beta)
+    if "U" in paths:  # (1 - beta) E[sum_t beta^t g_t . u(c_t)] over the recorded simulation
+        res.extra["welfare"] = diagnostics.welfare(paths["U"], cal.beta)
     if "K" in paths:
         res.mean_K = float(paths["K"].double().mean())
     if model == "hank":

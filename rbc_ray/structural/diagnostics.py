@@ -76,6 +76,15 @@ def wealth_stats(model: Any, state: dict[str, torch.Tensor]) -> dict[str, float]
     return {"wealth_gini": gini(b, g), "mass_at_borrowing_limit": at_limit}
 
 
+def welfare(U: torch.Tensor, beta: float) -> float:
+    """(1 - beta) E[sum_t beta^t g_t . u(c_t)] from the recorded population utility U [T, N]
+    (g_t . u(c_t) per period and path), averaged over paths. Truncated at the simulation's T
+    periods, like the training objective."""
+    T = U.shape[0]
+    disc = torch.tensor([beta ** t for t in range(T)], dtype=torch.float64)
+    return float((1 - beta) * (disc[:, None] * U.double().cpu()).sum(0).mean())
+
+
 def safe(x: float) -> float | None:
     """JSON-friendly float (None for NaN/inf)."""
     return None if x is None or not math.isfinite(x) else float(x)

@@ -3,8 +3,9 @@
 With `price_lags` = L > 0 (Huggett with aggregate risk and Krusell-Smith), the consumption-share
 table gets L more axes, the interest rates r_{t-1} (and r_{t-2}) on a coarse uniform grid of `n_lag`
 nodes on [r_min, r_max]; the policy is multilinear in the lagged rates (the weights are detached:
-prices are taken as given). `lag_corners` is the one definition of that interpolation, shared by
-the torch rollouts (the fused kernels repeat its arithmetic in the same order).
+prices are taken as given). `lag_corners` (core/lagged.py, re-exported here) is the one definition
+of that interpolation, shared by the torch rollouts (the fused kernels repeat its arithmetic in the
+same order). This module measures what the lags buy; the models import only core/lagged.py.
 """
 
 from __future__ import annotations
@@ -14,50 +15,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-
-def lag_step(cal: Any) -> float:
-    """Spacing of the lag grid (uniform on [r_min, r_max], n_lag nodes)."""
-    return (cal.r_max - cal.r_min) / (cal.n_lag - 1)
-
-
-def lag_corners(lags: torch.Tensor, r_min: float, step: float, n_lag: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(m [N, 2^L] long, weight [N, 2^L]) of the lag-grid corners around lags [N, L].
-
-    Corner c has bits (b_1, ..., b_L), b_1 the most significant; its node is i_l + b_l on axis l
-    (i_l the bracket of lag l, clamped to the grid) and its flat index m = sum_l node_l n_lag^(L-l)
-    (r_{t-1} major); its weight is prod_l (1 - a_l or a_l), multiplied left to right."""
-    lags = lags.detach()
-    N, L = lags.shape
-    pos = ((lags - r_min) / step).clamp(0.0, n_lag - 1.0)
-    lo = pos.long().clamp(max=n_lag - 2)
-    a = pos - lo
-    ms, ws = [], []
-    for c in range(1 << L):
-        m = torch.zeros(N, dtype=torch.long, device=lags.device)
-        w = None
-        for axis in range(L):
-            bit = (c >> (L - 1 - axis)) & 1
-            m = m * n_lag + lo[:, axis] + bit
-            wa = a[:, axis] if bit else 1 - a[:, axis]
-            w = wa if w is None else w * wa
-        ms.append(m)
-        ws.append(w)
-    return torch.stack(ms, 1), torch.stack(ws, 1)
-
-
-def shift(lags: torch.Tensor, price: torch.Tensor) -> torch.Tensor:
-    """Next period's lags: today's price becomes r_{-1}, r_{-1} becomes r_{-2}."""
-    return torch.cat([price.detach()[:, None].to(lags.dtype), lags[:, :-1]], 1)
-
-
-def welfare(U: torch.Tensor, beta: float) -> float:
-    """(1 - beta) E[sum_t beta^t g_t . u(c_t)] from the recorded population utility U [T, N]
-    (g_t . u(c_t) per period and path), averaged over paths. Truncated at the simulation's T
-    periods, like the training objective."""
-    T = U.shape[0]
-    disc = torch.tensor([beta ** t for t in range(T)], dtype=torch.float64)
-    return float((1 - beta) * (disc[:, None] * U.double().cpu()).sum(0).mean())
+from .core.lagged import lag_corners, lag_step, shift  # noqa: F401 (re-exported)
+from .diagnostics import welfare  # noqa: F401 (re-exported)
 
 
 def consumption_equivalent(W: float, W0: float, crra: float) -> float:

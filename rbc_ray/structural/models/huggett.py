@@ -24,7 +24,7 @@ from ..core.distribution import income_index, lottery, point_mass, young_step
 from ..core.market import blend, bracket
 from ..core.maths import crra_utility
 from ..core.household import HouseholdModel
-from .. import lags as price_lags
+from ..core import lagged as price_lags
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from ..config import KSCalibration
 from ..core.distribution import income_index, lottery, point_mass, young_step
 from ..core.maths import crra_utility, uniform_bracket
 from ..core.household import HouseholdModel
-from .. import lags as price_lags
+from ..core import lagged as price_lags
 
 
 class KrusellSmith(HouseholdModel):
